@@ -1,0 +1,42 @@
+"""jaxopt_ms: MindSpore / TinyMS optimizers, numerically exact, as Optax gradient transformations.
+
+Every optimizer is an ``optax.GradientTransformation``::
+
+    opt = jaxopt_ms.adam(1e-3, weight_decay=1e-4)
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+"""
+
+from jaxopt_ms import transforms
+from jaxopt_ms.groups import GroupOverlapError
+from jaxopt_ms.names import (
+    decay_all,
+    equinox_decay_filter,
+    flax_decay_filter,
+    mindspore_decay_filter,
+    mindspore_lars_filter,
+    param_names,
+)
+from jaxopt_ms.optimizers import adam, adam_weight_decay, lazy_adam, momentum, sgd
+from jaxopt_ms.transforms.learning_rate import current_lr, set_lr
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GroupOverlapError",
+    "adam",
+    "adam_weight_decay",
+    "current_lr",
+    "decay_all",
+    "equinox_decay_filter",
+    "flax_decay_filter",
+    "lazy_adam",
+    "mindspore_decay_filter",
+    "mindspore_lars_filter",
+    "momentum",
+    "param_names",
+    "set_lr",
+    "sgd",
+    "transforms",
+]

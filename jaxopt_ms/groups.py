@@ -1,0 +1,189 @@
+"""MindSpore parameter groups for every optimizer factory (reference §2.3).
+
+``param_groups`` is MindSpore's list of dicts with a JAX selector in place of a list of Parameters::
+
+    opt = jaxopt_ms.adam(learning_rate=0.1, param_groups=[
+        {'params': lambda name, leaf: 'conv' in name, 'weight_decay': 0.01, 'grad_centralization': True},
+        {'params': r'^fc\\.', 'lr': 0.01},
+        {'order_params': None},          # accepted for compatibility: the order is the pytree's
+    ])
+
+``params`` is a callable ``(name, leaf) -> bool``, a regular expression (``re.search`` on the leaf name) or a
+list of names. Per group: ``lr`` (any learning-rate form; default the optimizer's), ``weight_decay`` (default
+the optimizer's; in group mode a group with ``wd > 0`` decays *all* its leaves, names are ignored, as in
+MindSpore) and ``grad_centralization`` (default False). Groups must not overlap. A leaf in no group is not
+updated (zero update). When any group sets ``lr`` and any learning rate is dynamic, fixed ones are quantised as
+``f32(f32(lr + 1) - 1)``, as MindSpore does.
+
+Each group is one instance of the optimizer's chain; they are combined with ``optax.partition``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import optax
+
+from jaxopt_ms.names import decay_all, mindspore_decay_filter, param_names
+from jaxopt_ms.transforms.learning_rate import LearningRate, resolve_learning_rate
+from jaxopt_ms.validation import check_weight_decay
+
+__all__ = ["GroupConfig", "GroupOverlapError", "with_param_groups"]
+
+NameFilter = Callable[[str, Any], bool]
+_GROUP_KEYS = ("params", "lr", "weight_decay", "grad_centralization", "order_params")
+
+
+class GroupOverlapError(ValueError, RuntimeError):
+    """A leaf is selected by two groups (a ``ValueError``; also a ``RuntimeError`` as MindSpore raises)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupConfig:
+    """The hyperparameters one group's chain is built with."""
+
+    learning_rate: LearningRate
+    weight_decay: float | Callable[[jax.Array], Any]
+    grad_centralization: bool
+    decay_filter: NameFilter
+    index: int = 0
+
+
+def _selector(spec: Any, index: int, opt_name: str) -> Callable[[str, Any], bool]:
+    if callable(spec):
+        return spec
+    if isinstance(spec, str):
+        pattern = re.compile(spec)
+        return lambda name, leaf: pattern.search(name) is not None
+    if isinstance(spec, (list, tuple, set, frozenset)):
+        names = list(spec)
+        if not names:
+            raise ValueError(f"For '{opt_name}', the 'params' of group {index} must not be empty.")
+        for i, n in enumerate(names):
+            if not isinstance(n, str):
+                raise TypeError(
+                    f"For '{opt_name}', the 'params' of group {index} must hold parameter names (str), but "
+                    f"got type '{type(n).__name__}' at index {i} (value {n!r})."
+                )
+        wanted = frozenset(names)
+        return lambda name, leaf: name in wanted
+    raise TypeError(
+        f"For '{opt_name}', the 'params' of group {index} must be a callable (name, leaf) -> bool, a regular "
+        f"expression string or a list of names, but got type '{type(spec).__name__}' (value {spec!r})."
+    )
+
+
+def _parse_groups(param_groups: Any, opt_name: str) -> list[dict]:
+    if not isinstance(param_groups, (list, tuple)):
+        raise TypeError(
+            f"For '{opt_name}', 'param_groups' must be a list of dicts, but got type "
+            f"'{type(param_groups).__name__}' (value {param_groups!r})."
+        )
+    groups = []
+    for i, group in enumerate(param_groups):
+        if not isinstance(group, dict):
+            raise TypeError(
+                f"For '{opt_name}', each element of 'param_groups' must be a dict, but got type "
+                f"'{type(group).__name__}' at index {i} (value {group!r})."
+            )
+        for key in group:
+            if key not in _GROUP_KEYS:
+                raise KeyError(
+                    f"For '{opt_name}', the key of a parameter group must be one of {list(_GROUP_KEYS)}, "
+                    f"but got {key!r} in group {i}."
+                )
+        if "order_params" in group:
+            if len(group) != 1:
+                raise ValueError(
+                    f"For '{opt_name}', 'order_params' must be alone in its dict, but group {i} has keys "
+                    f"{sorted(group)}."
+                )
+            continue  # the order is the pytree's; MindSpore's reordering has no numerical effect
+        if "params" not in group:
+            raise KeyError(f"For '{opt_name}', parameter group {i} has no 'params' key: {group!r}.")
+        groups.append(dict(group, _index=len(groups)))
+    if not groups:
+        raise ValueError(f"For '{opt_name}', 'param_groups' must hold at least one group with 'params'.")
+    return groups
+
+
+def with_param_groups(
+    build: Callable[[GroupConfig], optax.GradientTransformation],
+    *,
+    learning_rate: Any,
+    weight_decay: Any,
+    param_groups: Sequence[dict] | None,
+    decay_filter: NameFilter | None,
+    opt_name: str,
+    allow_dynamic_weight_decay: bool = True,
+) -> optax.GradientTransformation:
+    """Builds the optimizer from ``build(config)``, once, or once per parameter group.
+
+    Args:
+        build: makes one group's chain from its :class:`GroupConfig`.
+        learning_rate, weight_decay: the optimizer-level defaults (validated here).
+        param_groups: ``None`` or MindSpore's list of dicts (see the module docstring).
+        decay_filter: overrides the default decay filter (MindSpore's name rule without groups; every leaf of
+            a group with ``wd > 0`` in group mode).
+        opt_name: the MindSpore class name, for error messages.
+    """
+    default_lr = resolve_learning_rate(learning_rate, opt_name)
+    default_wd = check_weight_decay(weight_decay, opt_name, allow_schedule=allow_dynamic_weight_decay)
+    if param_groups is None:
+        return build(GroupConfig(default_lr, default_wd, False, decay_filter or mindspore_decay_filter))
+
+    groups = _parse_groups(param_groups, opt_name)
+    selectors = [_selector(g["params"], g["_index"], opt_name) for g in groups]
+    lrs = [resolve_learning_rate(g["lr"], opt_name, "lr") if "lr" in g else default_lr for g in groups]
+    is_group_lr = any("lr" in g for g in groups)
+    if is_group_lr and any(lr.is_dynamic for lr in lrs + [default_lr]):
+        lrs = [lr.quantized() for lr in lrs]
+    if default_lr.kind == "array":
+        for g, lr in zip(groups, lrs):
+            if lr.kind == "array" and lr.length != default_lr.length:
+                raise ValueError(
+                    f"For '{opt_name}', the per-step 'lr' of group {g['_index']} has {lr.length} elements but "
+                    f"the per-step 'learning_rate' has {default_lr.length}; they must be equal."
+                )
+    configs = []
+    for g, lr in zip(groups, lrs):
+        wd = check_weight_decay(g.get("weight_decay", default_wd), opt_name,
+                                allow_schedule=allow_dynamic_weight_decay)
+        gc = g.get("grad_centralization", False)
+        if not isinstance(gc, bool):
+            raise TypeError(
+                f"For '{opt_name}', the 'gradients_centralization' must be bool type, but got type "
+                f"'{type(gc).__name__}' (value {gc!r}) in group {g['_index']}."
+            )
+        configs.append(GroupConfig(lr, wd, gc, decay_filter or decay_all, g["_index"]))
+
+    transforms = {cfg.index: build(cfg) for cfg in configs}
+    unselected = len(configs)
+    transforms[unselected] = optax.set_to_zero()
+
+    def labels(tree: Any) -> Any:
+        seen = [False] * len(selectors)
+
+        def label(name: str, leaf: Any) -> int:
+            hits = [i for i, sel in enumerate(selectors) if sel(name, leaf)]
+            if len(hits) > 1:
+                raise GroupOverlapError(
+                    f"For '{opt_name}', the parameter '{name}' is selected by groups {hits}; parameter groups "
+                    f"must not overlap (the {name} parameter already exists in another group)."
+                )
+            if hits:
+                seen[hits[0]] = True
+                return hits[0]
+            return unselected
+
+        out = jax.tree.map(label, param_names(tree), tree)
+        empty = [i for i, s in enumerate(seen) if not s]
+        if empty and jax.tree.leaves(tree):
+            raise ValueError(f"For '{opt_name}', parameter group(s) {empty} select no parameter.")
+        return out
+
+    return optax.partition(transforms, labels)

@@ -1,0 +1,38 @@
+"""MindSpore's common update pipeline as one chain (reference §1):
+
+    decay_weight -> gradients_centralization -> scale_grad -> <the optimizer's direction> -> -lr(k)
+
+Blocks that are the identity for the given hyperparameters are left out of the chain.
+"""
+
+from __future__ import annotations
+
+import optax
+
+from jaxopt_ms.groups import GroupConfig
+from jaxopt_ms.transforms.centralization import centralize_gradients
+from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
+from jaxopt_ms.transforms.loss_scale import unscale_gradients
+from jaxopt_ms.transforms.weight_decay import add_decayed_weights
+
+
+def _is_active(weight_decay) -> bool:
+    return callable(weight_decay) or weight_decay > 0.0
+
+
+def preprocess(cfg: GroupConfig, loss_scale: float = 1.0) -> list[optax.GradientTransformation]:
+    """Weight decay, gradient centralization and loss-scale division, in MindSpore's order."""
+    blocks = []
+    if _is_active(cfg.weight_decay):
+        blocks.append(add_decayed_weights(cfg.weight_decay, loss_scale, cfg.decay_filter))
+    if cfg.grad_centralization:
+        blocks.append(centralize_gradients())
+    if loss_scale != 1.0:
+        blocks.append(unscale_gradients(loss_scale))
+    return blocks
+
+
+def mindspore_chain(direction: optax.GradientTransformation, cfg: GroupConfig, loss_scale: float = 1.0
+                    ) -> optax.GradientTransformation:
+    """``preprocess`` then ``direction`` then ``p -= lr(k) * d``."""
+    return optax.chain(*preprocess(cfg, loss_scale), direction, scale_by_learning_rate(cfg.learning_rate))

@@ -1,0 +1,126 @@
+"""Adam, LazyAdam and AdamWeightDecay: MindSpore's ``nn.Adam``, ``nn.LazyAdam``, ``nn.AdamWeightDecay``."""
+
+from __future__ import annotations
+
+import warnings
+
+import optax
+
+from jaxopt_ms.groups import GroupConfig, with_param_groups
+from jaxopt_ms.optimizers._pipeline import mindspore_chain
+from jaxopt_ms.transforms.adam import scale_by_adam
+from jaxopt_ms.transforms.adam_weight_decay import scale_by_adam_weight_decay
+from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
+from jaxopt_ms.transforms.weight_decay import add_decayed_weights
+from jaxopt_ms.validation import check_bool, check_float_range, check_loss_scale, check_positive_float
+
+__all__ = ["adam", "adam_weight_decay", "check_adam_args", "lazy_adam"]
+
+
+def check_adam_args(name: str, beta1, beta2, eps, **flags) -> None:
+    """MindSpore's Adam-family checks: betas strict floats in (0, 1), eps a float > 0, flags bools."""
+    check_float_range("beta1", beta1, name, 0.0, 1.0, lower_inclusive=False, upper_inclusive=False)
+    check_float_range("beta2", beta2, name, 0.0, 1.0, lower_inclusive=False, upper_inclusive=False)
+    check_positive_float("eps", eps, name)
+    for flag, value in flags.items():
+        check_bool(flag, value, name)
+
+
+def _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale, use_amsgrad,
+                 param_groups, decay_filter, allow_dynamic_weight_decay=True):
+    loss_scale = check_loss_scale(loss_scale, name)
+    return with_param_groups(
+        lambda cfg: mindspore_chain(scale_by_adam(beta1, beta2, eps, use_nesterov, use_amsgrad), cfg, loss_scale),
+        learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
+        decay_filter=decay_filter, opt_name=name, allow_dynamic_weight_decay=allow_dynamic_weight_decay,
+    )
+
+
+def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False, use_nesterov=False,
+         weight_decay=0.0, loss_scale=1.0, use_amsgrad=False, *, param_groups=None, decay_filter=None,
+         use_lazy=False, use_offload=False) -> optax.GradientTransformation:
+    """MindSpore's Adam (op ``Adam``): TensorFlow's "epsilon hat" form with running float32 beta powers.
+
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²;  b1p *= b1;  b2p *= b2
+        p -= lr * sqrt(1 - b2p) / (1 - b1p) * num / (sqrt(v) + eps),   num = m  (or b1 m + (1 - b1) g)
+
+    ``use_amsgrad`` replaces ``v`` in the denominator by its running maximum. Gradients first get MindSpore's
+    weight decay, gradient centralization (groups) and loss-scale division. ``use_locking`` is validated and
+    has no effect (JAX updates are functional). ``use_lazy=True`` is :func:`lazy_adam`; ``use_offload=True`` is
+    :func:`adam_offload`. Reference: MindSpore 2.10 ``nn.Adam``.
+
+    Example:
+        >>> opt = jaxopt_ms.adam(1e-3, eps=1e-6, weight_decay=1e-4, loss_scale=128.0)
+        >>> params = {'w': jnp.ones((2, 3))}
+        >>> updates, state = opt.update({'w': jnp.ones((2, 3))}, opt.init(params), params)
+    """
+    name = "Adam"
+    check_adam_args(name, beta1, beta2, eps, use_locking=use_locking, use_nesterov=use_nesterov,
+                    use_amsgrad=use_amsgrad, use_lazy=use_lazy, use_offload=use_offload)
+    if use_lazy and use_offload:
+        raise ValueError(f"For '{name}', 'use_lazy' and 'use_offload' cannot both be True.")
+    if use_amsgrad and (use_lazy or use_offload):
+        raise ValueError(f"For '{name}', 'use_amsgrad' cannot be combined with 'use_lazy' or 'use_offload'.")
+    if use_lazy:
+        return lazy_adam(learning_rate, beta1, beta2, eps, use_locking, use_nesterov, weight_decay, loss_scale,
+                         param_groups=param_groups, decay_filter=decay_filter)
+    if use_offload:
+        from jaxopt_ms.optimizers.adam_offload import adam_offload
+
+        return adam_offload(learning_rate, beta1, beta2, eps, use_locking, use_nesterov, weight_decay, loss_scale,
+                            param_groups=param_groups, decay_filter=decay_filter)
+    return _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale,
+                        use_amsgrad, param_groups, decay_filter)
+
+
+def lazy_adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False, use_nesterov=False,
+              weight_decay=0.0, loss_scale=1.0, *, param_groups=None, decay_filter=None
+              ) -> optax.GradientTransformation:
+    """MindSpore's LazyAdam: exactly :func:`adam` on dense gradients; on row-sparse gradients only the touched
+    rows of the parameter and of both moments change (see :mod:`jaxopt_ms.sparse`).
+
+    ``weight_decay`` must be a float (MindSpore rejects an int and a dynamic weight decay). Reference:
+    MindSpore 2.10 ``nn.LazyAdam``.
+
+    Example:
+        >>> opt = jaxopt_ms.lazy_adam(1e-3)
+    """
+    name = "LazyAdam"
+    check_adam_args(name, beta1, beta2, eps, use_locking=use_locking, use_nesterov=use_nesterov)
+    if callable(weight_decay) or isinstance(weight_decay, bool) or not isinstance(weight_decay, float):
+        raise TypeError(
+            f"For '{name}', the type of 'weight_decay' should be 'float', but got type "
+            f"'{type(weight_decay).__name__}' (value {weight_decay!r})."
+        )
+    return _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale, False,
+                        param_groups, decay_filter, allow_dynamic_weight_decay=False)
+
+
+def adam_weight_decay(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0, *,
+                      param_groups=None, decay_filter=None) -> optax.GradientTransformation:
+    """MindSpore's AdamWeightDecay (op ``AdamWeightDecay``): Adam without bias correction, decoupled decay.
+
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²
+        p -= lr * (m / (sqrt(v) + eps) + wd * p)       (wd on the leaves the decay filter selects)
+
+    No loss scale, no gradient centralization (a group's ``grad_centralization`` has no effect, as in
+    MindSpore). ``wd`` may be dynamic (a callable of the step). Reference: MindSpore 2.10
+    ``nn.AdamWeightDecay``.
+
+    Example:
+        >>> opt = jaxopt_ms.adam_weight_decay(1e-3, weight_decay=0.01)
+    """
+    name = "AdamWeightDecay"
+    check_adam_args(name, beta1, beta2, eps)
+
+    def build(cfg: GroupConfig) -> optax.GradientTransformation:
+        if cfg.grad_centralization:
+            warnings.warn("AdamWeightDecay ignores 'grad_centralization', as MindSpore does.", stacklevel=3)
+        blocks = [scale_by_adam_weight_decay(beta1, beta2, eps)]
+        if callable(cfg.weight_decay) or cfg.weight_decay > 0.0:
+            blocks.append(add_decayed_weights(cfg.weight_decay, 1.0, cfg.decay_filter))
+        blocks.append(scale_by_learning_rate(cfg.learning_rate))
+        return optax.chain(*blocks)
+
+    return with_param_groups(build, learning_rate=learning_rate, weight_decay=weight_decay,
+                             param_groups=param_groups, decay_filter=decay_filter, opt_name=name)

@@ -1,0 +1,56 @@
+"""MindSpore's SGD direction (op ``SGD(dampening, 0, nesterov)``), reference §3.1."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_ms._tree import unzip
+
+__all__ = ["ScaleBySgdState", "scale_by_sgd", "sgd_direction"]
+
+
+class ScaleBySgdState(NamedTuple):
+    """``accum``: the momentum buffer; ``stat``: 1 until the first update (then 0), as MindSpore's ``stat``."""
+
+    accum: optax.Updates
+    stat: jax.Array
+
+
+def sgd_direction(g, accum, first, momentum: float, dampening: float, nesterov: bool):
+    """One element-wise SGD step. Returns ``(direction, new_accum)``.
+
+    ``accum = g`` on the first update (no dampening), else ``momentum * accum + (1 - dampening) * g``;
+    the direction is ``g + momentum * accum`` (nesterov) or ``accum``.
+    """
+    new_accum = jnp.where(first, g, momentum * accum + (1.0 - dampening) * g).astype(accum.dtype)
+    direction = g + momentum * new_accum if nesterov else new_accum
+    return direction.astype(g.dtype), new_accum
+
+
+def scale_by_sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False
+                 ) -> optax.GradientTransformation:
+    """MindSpore SGD's direction ``d`` (the learning rate is applied by a later block: ``p -= lr * d``).
+
+    With ``momentum == 0`` the gradient passes through and ``dampening`` is ignored (as in MindSpore); no
+    buffer is allocated then. Per-element ``stat`` of MindSpore is one scalar here: all elements agree.
+    """
+    if momentum <= 0.0:
+        return optax.identity()
+
+    def init_fn(params):
+        return ScaleBySgdState(accum=optax.tree.zeros_like(params), stat=jnp.ones([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        del params
+        first = state.stat > 0
+        out = jax.tree.map(lambda g, a: sgd_direction(g, a, first, momentum, dampening, nesterov),
+                           updates, state.accum)
+        direction, accum = unzip(out, updates, 2)
+        return direction, ScaleBySgdState(accum=accum, stat=jnp.zeros([], jnp.int32))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+

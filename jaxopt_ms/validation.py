@@ -1,0 +1,140 @@
+"""Reusable argument checkers with MindSpore's exception types and messages.
+
+Every factory validates its arguments here, at construction time, so that a bad value fails early with the
+error type MindSpore raises (``TypeError`` for a wrong type, ``ValueError`` for a wrong value) and a message
+that names the optimizer, the argument and the value received, e.g.::
+
+    For 'Adam', the type of 'beta2' should be 'float', but got type 'int' (value 1).
+
+"Float" checks are strict as in MindSpore: ``int`` and ``bool`` are rejected; nan and inf are rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "check_bool",
+    "check_callable",
+    "check_float",
+    "check_float_range",
+    "check_int",
+    "check_loss_scale",
+    "check_number",
+    "check_non_negative_float",
+    "check_positive_float",
+    "check_positive_int",
+    "check_weight_decay",
+]
+
+
+def _type_error(opt_name: str, arg_name: str, expected: str, value: Any) -> TypeError:
+    return TypeError(
+        f"For '{opt_name}', the type of '{arg_name}' should be '{expected}', "
+        f"but got type '{type(value).__name__}' (value {value!r})."
+    )
+
+
+def check_bool(arg_name: str, value: Any, opt_name: str) -> bool:
+    """Returns ``value`` if it is a ``bool``; raises ``TypeError`` otherwise."""
+    if not isinstance(value, bool):
+        raise _type_error(opt_name, arg_name, "bool", value)
+    return value
+
+
+def check_float(arg_name: str, value: Any, opt_name: str) -> float:
+    """Strict float: ``int``/``bool`` → ``TypeError``; nan/inf → ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        raise _type_error(opt_name, arg_name, "float", value)
+    if not math.isfinite(value):
+        raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite float, but got {value!r}.")
+    return float(value)
+
+
+def check_number(arg_name: str, value: Any, opt_name: str) -> float:
+    """Lenient number (``int`` is converted, ``bool`` is rejected), finite; returns a Python float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _type_error(opt_name, arg_name, "float", value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite number, but got {value!r}.")
+    return value
+
+
+def check_float_range(
+    arg_name: str,
+    value: Any,
+    opt_name: str,
+    lower: float | None = None,
+    upper: float | None = None,
+    *,
+    lower_inclusive: bool = True,
+    upper_inclusive: bool = True,
+    strict: bool = True,
+) -> float:
+    """Checks type (strict float, or any int/float with ``strict=False``) and a (half-)open range."""
+    value = check_float(arg_name, value, opt_name) if strict else check_number(arg_name, value, opt_name)
+    ok = True
+    if lower is not None:
+        ok &= value >= lower if lower_inclusive else value > lower
+    if upper is not None:
+        ok &= value <= upper if upper_inclusive else value < upper
+    if not ok:
+        lo = "-inf" if lower is None else lower
+        hi = "inf" if upper is None else upper
+        lb = "[" if lower_inclusive and lower is not None else "("
+        ub = "]" if upper_inclusive and upper is not None else ")"
+        raise ValueError(
+            f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {value!r}."
+        )
+    return value
+
+
+def check_positive_float(arg_name: str, value: Any, opt_name: str, *, strict: bool = True) -> float:
+    """Float ``> 0``."""
+    return check_float_range(arg_name, value, opt_name, 0.0, None, lower_inclusive=False, strict=strict)
+
+
+def check_non_negative_float(arg_name: str, value: Any, opt_name: str, *, strict: bool = True) -> float:
+    """Float ``>= 0``."""
+    return check_float_range(arg_name, value, opt_name, 0.0, None, strict=strict)
+
+
+def check_int(arg_name: str, value: Any, opt_name: str, lower: int | None = None) -> int:
+    """Strict ``int`` (``bool`` rejected), optionally ``>= lower``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(opt_name, arg_name, "int", value)
+    if lower is not None and value < lower:
+        raise ValueError(f"For '{opt_name}', the '{arg_name}' must be >= {lower}, but got {value!r}.")
+    return value
+
+
+def check_positive_int(arg_name: str, value: Any, opt_name: str) -> int:
+    """Strict ``int > 0``."""
+    return check_int(arg_name, value, opt_name, lower=1)
+
+
+def check_loss_scale(value: Any, opt_name: str) -> float:
+    """MindSpore's base-class rule: int → float, non-number → TypeError, ``<= 0`` → ValueError."""
+    return check_float_range("loss_scale", value, opt_name, 0.0, None, lower_inclusive=False, strict=False)
+
+
+def check_weight_decay(value: Any, opt_name: str, *, allow_schedule: bool = True) -> float | Callable:
+    """MindSpore's base-class rule: number ``>= 0`` (int → float) or, where allowed, a callable ``step -> wd``."""
+    if callable(value):
+        if not allow_schedule:
+            raise TypeError(
+                f"For '{opt_name}', the 'weight_decay' should be a float, a dynamic (callable) weight decay "
+                f"is not supported, but got {value!r}."
+            )
+        return value
+    return check_float_range("weight_decay", value, opt_name, 0.0, None, strict=False)
+
+
+def check_callable(arg_name: str, value: Any, opt_name: str) -> Callable:
+    """Callable (e.g. a name filter ``(name, leaf) -> bool``)."""
+    if not callable(value):
+        raise _type_error(opt_name, arg_name, "callable", value)
+    return value
