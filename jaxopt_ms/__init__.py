@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import thor_layers, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -18,13 +18,16 @@ from jaxopt_ms.names import (
     mindspore_lars_filter,
     param_names,
 )
-from jaxopt_ms.optimizers import adam, adam_weight_decay, lazy_adam, momentum, sgd
+from jaxopt_ms.optimizers import adam, adam_weight_decay, lazy_adam, momentum, sgd, thor
+from jaxopt_ms.thor_layers import LayerStatistics, register_conv2d, register_dense, value_grad_and_statistics
 from jaxopt_ms.transforms.learning_rate import current_lr, set_lr
+from jaxopt_ms.transforms.thor import thor_refresh_due
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GroupOverlapError",
+    "LayerStatistics",
     "adam",
     "adam_weight_decay",
     "current_lr",
@@ -36,7 +39,13 @@ __all__ = [
     "mindspore_lars_filter",
     "momentum",
     "param_names",
+    "register_conv2d",
+    "register_dense",
     "set_lr",
     "sgd",
+    "thor",
+    "thor_layers",
+    "thor_refresh_due",
     "transforms",
+    "value_grad_and_statistics",
 ]
