@@ -320,17 +320,18 @@ def test_flax_model_statistics_and_training():
     model = FlaxNet()
     x = rng.normal(size=(8, 5, 5, 2)).astype(np.float32)
     labels = (x.sum((1, 2, 3)) > 0).astype(np.int32)
-    params = model.init(jax.random.key(0), x)["params"]
+    params = jax.jit(model.init)(jax.random.key(0), x)["params"]
     loss = lambda p, b: optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, b[0]), b[1]).mean()
-    value, grads, stats = value_grad_and_statistics(loss, params, (x, labels))
+    value, grads, stats = jax.jit(lambda p, b: value_grad_and_statistics(loss, p, b))(params, (x, labels))
     assert sorted(stats) == ["conv.kernel", "fc.kernel"]
     assert stats["conv.kernel"].a.shape == (18, 18) and stats["conv.kernel"].g.shape == (3, 3)
     assert stats["fc.kernel"].a.shape == (75, 75) and stats["fc.kernel"].g.shape == (2, 2)
-    plain_grads = jax.grad(loss)(params, (x, labels))
+    plain_grads = jax.jit(jax.grad(loss))(params, (x, labels))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), grads, plain_grads)
     np.testing.assert_allclose(value, loss(params, (x, labels)), rtol=1e-6)
     # Dense A = xᵀx / in_features on the flattened conv activations.
-    h = np.asarray(jax.nn.relu(FlaxConv(3, 3).apply({"params": params["conv"]}, x))).reshape(8, -1)
+    h = np.asarray(jax.jit(FlaxConv(3, 3).apply)({"params": params["conv"]}, x))
+    h = np.maximum(h, 0.0).reshape(8, -1)
     np.testing.assert_allclose(stats["fc.kernel"].a, h.T @ h / 75, rtol=1e-5, atol=1e-6)
 
     opt = make_thor(loss, params, (x, labels), jnp.full(10, 0.1), jnp.full(10, 0.1), 0.9, batch_size=8,
