@@ -6,6 +6,7 @@ import warnings
 
 import optax
 
+from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import GroupConfig, with_param_groups
 from jaxopt_ms.optimizers._pipeline import mindspore_chain
 from jaxopt_ms.transforms.adam import scale_by_adam
@@ -36,6 +37,7 @@ def _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_de
     )
 
 
+@optimizer_factory
 def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False, use_nesterov=False,
          weight_decay=0.0, loss_scale=1.0, use_amsgrad=False, *, param_groups=None, decay_filter=None,
          use_lazy=False, use_offload=False) -> optax.GradientTransformation:
@@ -73,6 +75,7 @@ def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False
                         use_amsgrad, param_groups, decay_filter)
 
 
+@optimizer_factory
 def lazy_adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False, use_nesterov=False,
               weight_decay=0.0, loss_scale=1.0, *, param_groups=None, decay_filter=None
               ) -> optax.GradientTransformation:
@@ -96,6 +99,7 @@ def lazy_adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=
                         param_groups, decay_filter, allow_dynamic_weight_decay=False)
 
 
+@optimizer_factory
 def adam_weight_decay(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0, *,
                       param_groups=None, decay_filter=None) -> optax.GradientTransformation:
     """MindSpore's AdamWeightDecay (op ``AdamWeightDecay``): Adam without bias correction, decoupled decay.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optax
 
+from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.optimizers._pipeline import mindspore_chain
 from jaxopt_ms.transforms.sgd import scale_by_sgd
@@ -12,6 +13,7 @@ from jaxopt_ms.validation import check_bool, check_float_range, check_loss_scale
 __all__ = ["momentum", "sgd"]
 
 
+@optimizer_factory
 def sgd(learning_rate=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, loss_scale=1.0, *,
         param_groups=None, decay_filter=None) -> optax.GradientTransformation:
     """MindSpore's SGD: ``accum = g`` on the first step, then ``momentum * accum + (1 - dampening) * g``.
@@ -41,6 +43,7 @@ def sgd(learning_rate=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nester
     )
 
 
+@optimizer_factory
 def momentum(learning_rate, momentum, weight_decay=0.0, loss_scale=1.0, use_nesterov=False, *,
              param_groups=None, decay_filter=None) -> optax.GradientTransformation:
     """MindSpore's Momentum (op ``ApplyMomentum``): ``v = momentum * v + g``.

@@ -1,0 +1,55 @@
+"""What every public factory returns: an Optax transformation that remembers how it was built.
+
+Wrappers such as :func:`jaxopt_ms.lars` need to rebuild the optimizer they wrap with some arguments changed
+(MindSpore's LARS switches off the inner optimizer's weight decay and loss scale); ``rebuild`` does that from the
+recorded factory and arguments instead of reaching into closures.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+__all__ = ["Optimizer", "optimizer_factory", "rebuild"]
+
+
+class Optimizer(optax.GradientTransformationExtraArgs):
+    """An ``optax.GradientTransformationExtraArgs`` with ``factory`` and ``arguments`` attributes."""
+
+    factory: Callable[..., Any]
+    arguments: dict[str, Any]
+
+
+def optimizer_factory(factory: Callable[..., optax.GradientTransformation]) -> Callable[..., Optimizer]:
+    """Decorates a factory so that its result records ``factory`` and the bound ``arguments``."""
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def wrapper(*args: Any, **kwargs: Any) -> Optimizer:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        tx = optax.with_extra_args_support(factory(*args, **kwargs))
+        out = Optimizer(tx.init, tx.update)
+        out.factory = wrapper
+        out.arguments = dict(bound.arguments)
+        return out
+
+    return wrapper
+
+
+def rebuild(optimizer: Any, **overrides: Any) -> Optimizer:
+    """The same optimizer built again with some arguments replaced.
+
+    Raises:
+        TypeError: ``optimizer`` was not built by a jaxopt_ms factory.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"Expected an optimizer built by a jaxopt_ms factory (e.g. jaxopt_ms.momentum(...)), but got type "
+            f"'{type(optimizer).__name__}' (value {optimizer!r})."
+        )
+    return optimizer.factory(**{**optimizer.arguments, **overrides})
