@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import optax
 
+from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.names import decay_all
 from jaxopt_ms.thor_layers import LayerStatistics
 from jaxopt_ms.transforms.clip import clip_by_norm
@@ -42,6 +43,7 @@ def _check_rate(arg_name: str, value: Any) -> Any:
     )
 
 
+@optimizer_factory
 def thor(
     learning_rate: Any,
     damping: Any,
