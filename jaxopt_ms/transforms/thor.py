@@ -13,8 +13,8 @@ With ``lam = damping(k)`` (``k``: this block's own update counter, MindSpore's `
 
 ``a_n``, ``g_n``: the conv's ``Ho·Wo`` normalisers. Leaves selected by ``layer_norm_filter`` (MindSpore:
 parameters of ``nn.LayerNorm`` cells) get, every step, ``g2 = g / (g²/batch_size + sqrt(lam))``; all other
-leaves (biases, norms, unregistered layers) pass through. All blocks of all layers that share a block size are
-inverted in one batched Cholesky.
+leaves (biases, norms, unregistered layers) pass through. All blocks of all layers are inverted in one batched
+Cholesky.
 """
 
 from __future__ import annotations
@@ -76,19 +76,28 @@ def _cholesky_inverse(blocks: jax.Array) -> jax.Array:
     return jnp.einsum("bji,bjk->bik", lower_inv, lower_inv, precision=_HIGHEST)
 
 
+def _pad_blocks(blocks: jax.Array, size: int) -> jax.Array:
+    """``(n, s, s)`` blocks embedded in ``(n, size, size)`` with identity on the extra diagonal."""
+    pad = size - blocks.shape[-1]
+    if pad == 0:
+        return blocks
+    eye = jnp.diag(jnp.concatenate([jnp.zeros(blocks.shape[-1]), jnp.ones(pad)]))
+    return jnp.pad(blocks, ((0, 0), (0, pad), (0, pad))) + eye
+
+
 def block_diagonal_inverse(matrices: list[jax.Array], split_dim: int = SPLIT_DIM) -> list[jax.Array]:
-    """``(L⁻¹)ᵀL⁻¹`` of every diagonal block of every matrix; blocks of equal size go in one batched call."""
+    """``(L⁻¹)ᵀL⁻¹`` of every diagonal block of every matrix, all in one batched Cholesky.
+
+    Blocks smaller than the largest are padded with identity (which leaves their inverse unchanged), so that
+    a refresh issues a single LAPACK factorisation and a single triangular solve. One call, rather than one per
+    block size, also avoids concurrent LAPACK custom calls: on CPU each waits for batch work queued on the same
+    small thread pool, and several at once can leave no thread free to run it.
+    """
     blocks = [diagonal_blocks(m, split_dim) for m in matrices]
-    by_size: dict[int, list[int]] = {}
-    for i, b in enumerate(blocks):
-        by_size.setdefault(b.shape[-1], []).append(i)
-    out: list[Any] = [None] * len(blocks)
-    for indices in by_size.values():
-        inverse = _cholesky_inverse(jnp.concatenate([blocks[i] for i in indices]))
-        offsets = np.cumsum([blocks[i].shape[0] for i in indices])[:-1]
-        for i, part in zip(indices, jnp.split(inverse, offsets)):
-            out[i] = part
-    return out
+    size = max(b.shape[-1] for b in blocks)
+    inverse = _cholesky_inverse(jnp.concatenate([_pad_blocks(b, size) for b in blocks]))
+    offsets = np.cumsum([b.shape[0] for b in blocks])[:-1]
+    return [part[:, :b.shape[-1], :b.shape[-1]] for b, part in zip(blocks, jnp.split(inverse, offsets))]
 
 
 def thor_inverses(statistics: Mapping[str, LayerStatistics], lam: jax.Array, loss_scale: float, batch_size: int
