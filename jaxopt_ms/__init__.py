@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import sharding, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -19,6 +19,7 @@ from jaxopt_ms.names import (
     param_names,
 )
 from jaxopt_ms.optimizers import adam, adam_weight_decay, lazy_adam, momentum, sgd
+from jaxopt_ms.optimizers.adam_offload import adam_offload
 from jaxopt_ms.transforms.learning_rate import current_lr, set_lr
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GroupOverlapError",
     "adam",
+    "adam_offload",
     "adam_weight_decay",
     "current_lr",
     "decay_all",
@@ -38,5 +40,6 @@ __all__ = [
     "param_names",
     "set_lr",
     "sgd",
+    "sharding",
     "transforms",
 ]

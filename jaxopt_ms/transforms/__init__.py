@@ -12,6 +12,7 @@ from jaxopt_ms.transforms.learning_rate import (
     set_lr,
 )
 from jaxopt_ms.transforms.loss_scale import unscale_gradients
+from jaxopt_ms.transforms.offload import host_memory_kind, scale_by_adam_offload
 from jaxopt_ms.transforms.sgd import ScaleBySgdState, scale_by_sgd
 from jaxopt_ms.transforms.weight_decay import AddDecayedWeightsState, add_decayed_weights
 
@@ -25,9 +26,11 @@ __all__ = [
     "add_decayed_weights",
     "centralize_gradients",
     "current_lr",
+    "host_memory_kind",
     "qualifies_for_centralization",
     "resolve_learning_rate",
     "scale_by_adam",
+    "scale_by_adam_offload",
     "scale_by_adam_weight_decay",
     "scale_by_learning_rate",
     "scale_by_sgd",
