@@ -18,6 +18,12 @@ sharding, so a sharded update gives the single-device numbers. These helpers onl
 
 Host-memory state (:func:`jaxopt_ms.adam_offload`) keeps its memory kind.
 
+Mesh axis types: with ``Auto`` axes (``Mesh(devices, names)``) the compiler places every intermediate, and a
+jitted step whose ``out_shardings`` are :func:`state_shardings` needs nothing else. With ``Explicit`` axes (the
+default of ``jax.make_mesh``) shardings are part of the array types and the update must run in the ZeRO-1 layout:
+wrap the optimizer with :func:`with_zero1_layout` (harmless with ``Auto`` axes). Following the parameters needs
+no wrapper in either mode.
+
 Example (one process or several, after ``jax.distributed.initialize()``)::
 
     mesh = jax.make_mesh((2, 4), ('data', 'model'))
@@ -42,11 +48,11 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
 
 from jaxopt_ms.transforms.offload import HOST_MEMORY_KIND
 
-__all__ = ["shard_state", "sharded_init", "state_shardings", "zero1_spec"]
+__all__ = ["shard_state", "sharded_init", "state_shardings", "with_zero1_layout", "zero1_spec"]
 
 AxisNames = str | Sequence[str]
 
@@ -68,7 +74,8 @@ def _padded(spec: PartitionSpec, ndim: int) -> list:
     return entries + [None] * (ndim - len(entries))
 
 
-def zero1_spec(shape: Sequence[int], spec: PartitionSpec, mesh: Mesh, zero1_axis: AxisNames) -> PartitionSpec:
+def zero1_spec(shape: Sequence[int], spec: PartitionSpec, mesh: Mesh | AbstractMesh, zero1_axis: AxisNames
+               ) -> PartitionSpec:
     """``spec`` with the ZeRO-1 axis added to one dimension of ``shape`` (the rule in the module docstring).
 
     Args:
@@ -206,3 +213,43 @@ def shard_state(state: Any, shardings: Any) -> Any:
     """``state`` placed with ``shardings`` (from :func:`state_shardings`), e.g. a state restored from a
     checkpoint. Inside ``jit`` it constrains the layout of the new state instead."""
     return jax.device_put(state, shardings)
+
+
+def _explicit_zero1_layout(x: jax.Array, zero1_axis: AxisNames) -> tuple[jax.Array, NamedSharding | None]:
+    sharding = jax.typeof(x).sharding
+    if x.ndim == 0 or not isinstance(sharding, NamedSharding) or sharding.mesh.empty:
+        return x, None
+    mesh = sharding.mesh
+    axes = _axes_tuple(zero1_axis)
+    if any(mesh.axis_types[mesh.axis_names.index(a)] != AxisType.Explicit for a in axes if a in mesh.axis_names):
+        return x, None
+    spec = zero1_spec(x.shape, sharding.spec, mesh, zero1_axis)
+    return jax.sharding.reshard(x, NamedSharding(mesh, spec)), sharding
+
+
+def with_zero1_layout(opt: optax.GradientTransformation, zero1_axis: AxisNames
+                      ) -> optax.GradientTransformationExtraArgs:
+    """``opt`` whose update runs in the ZeRO-1 layout on meshes with ``Explicit`` axes.
+
+    Gradients and parameters are resharded to the layout :func:`state_shardings` gives the state of their shape
+    (a reduce-scatter), the update runs on each device's slice, and the updates are resharded back to the
+    parameters' layout (an all-gather). With ``Auto`` axes it changes nothing (the compiler does this).
+
+    Args:
+        opt: any optimizer.
+        zero1_axis: the mesh axis (or axes) the state is split over, as given to :func:`state_shardings`.
+    """
+    opt = optax.with_extra_args_support(opt)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        leaves, treedef = jax.tree.flatten(updates)
+        moved = [_explicit_zero1_layout(g, zero1_axis) for g in leaves]
+        grads = treedef.unflatten([g for g, _ in moved])
+        if params is not None:
+            params = jax.tree.map(lambda p: _explicit_zero1_layout(p, zero1_axis)[0], params)
+        new_updates, state = opt.update(grads, state, params, **extra_args)
+        back = [u if s is None else jax.sharding.reshard(u, s)
+                for u, (_, s) in zip(treedef.flatten_up_to(new_updates), moved)]
+        return treedef.unflatten(back), state
+
+    return optax.GradientTransformationExtraArgs(opt.init, update_fn)

@@ -20,11 +20,19 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 from optimizer_zoo import ZOO  # noqa: E402
 
 import jaxopt_ms  # noqa: E402
-from jaxopt_ms.sharding import shard_state, sharded_init, state_shardings, zero1_spec  # noqa: E402
+from jaxopt_ms.sharding import (  # noqa: E402
+    shard_state,
+    sharded_init,
+    state_shardings,
+    with_zero1_layout,
+    zero1_spec,
+)
 
 assert jax.device_count() == 8, f"needs 8 devices, got {jax.devices()}"
 
-# Auto axes: the compiler propagates shardings (with Explicit axes, ZeRO-1 needs resharding, see jaxopt_ms.sharding).
+# Explicit axes (jax.make_mesh's default: shardings are part of the types) and Auto axes (the compiler places
+# intermediates); ZeRO-1 with Explicit axes runs the update through with_zero1_layout.
+EXPLICIT = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
 MESH = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
 SHAPES = {"conv1": {"weight": (8, 16, 3, 3)}, "fc": {"weight": (16, 32), "bias": (16,)},
           "bn1.gamma": (8,), "bn1.beta": (8,)}
@@ -43,7 +51,8 @@ def _tree(seed: int, scale: float = 1.0):
 PARAMS0 = _tree(0)
 GRADS = [_tree(i + 1, 0.5) for i in range(STEPS)]
 PARAM_SH = jax.tree.map(lambda spec: NamedSharding(MESH, spec), SPECS, is_leaf=lambda x: isinstance(x, P))
-REPLICATED_SH = jax.tree.map(lambda _: NamedSharding(MESH, P()), SPECS, is_leaf=lambda x: isinstance(x, P))
+PARAM_SH_EXPLICIT = jax.tree.map(lambda spec: NamedSharding(EXPLICIT, spec), SPECS, is_leaf=lambda x: isinstance(x, P))
+REPLICATED_SH = jax.tree.map(lambda _: NamedSharding(EXPLICIT, P()), SPECS, is_leaf=lambda x: isinstance(x, P))
 
 
 def single_device(opt):
@@ -58,6 +67,8 @@ def single_device(opt):
 
 
 def on_mesh(opt, param_sh, zero1_axis=None):
+    if zero1_axis is not None:
+        opt = with_zero1_layout(opt, zero1_axis)
     params = jax.device_put(PARAMS0, param_sh)
     state_sh = state_shardings(opt, params, zero1_axis=zero1_axis)
     state = sharded_init(opt, params, zero1_axis=zero1_axis)
@@ -105,7 +116,7 @@ def reference(name, make):
 @pytest.mark.parametrize("name,factory,kwargs", ZOO, ids=[z[0] for z in ZOO])
 def test_state_follows_parameters(name, factory, kwargs):
     opt = factory(**kwargs)
-    got, params, state = on_mesh(opt, PARAM_SH)
+    got, params, state = on_mesh(opt, PARAM_SH_EXPLICIT)
     assert_same(got, reference(name, lambda: factory(**kwargs)), name)
     # Every state leaf shaped like a parameter is partitioned like it; scalars are replicated.
     flat_params = {tuple(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
@@ -127,7 +138,7 @@ def test_state_follows_parameters(name, factory, kwargs):
 @pytest.mark.parametrize("name,factory,kwargs", ZOO, ids=[z[0] for z in ZOO])
 def test_zero1_state_is_an_eighth_per_device(name, factory, kwargs):
     opt = factory(**kwargs)
-    got, _, state = on_mesh(opt, PARAM_SH, zero1_axis="data")
+    got, _, state = on_mesh(opt, PARAM_SH_EXPLICIT, zero1_axis="data")
     assert_same(got, reference(name, lambda: factory(**kwargs)), name)
     per_device, total = state_bytes_per_device(state)
     assert total > 0
