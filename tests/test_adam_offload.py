@@ -1,4 +1,8 @@
-"""adam_offload: MindSpore AdamOffload parity (fixtures), bit-identical to adam, state in host memory."""
+"""adam_offload: MindSpore AdamOffload parity (fixtures), bit-identical to adam, state in host memory.
+
+On a CPU backend the default (``on_host=None``) keeps the state in device memory (the same RAM); ``on_host=True``
+forces the host-memory path (pinned_host state, update computed on the host), which is what runs on a GPU.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +29,11 @@ def _from_config(config: dict):
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.rsplit("/", 1)[-1][:-4])
-def test_matches_mindspore(path):
+@pytest.mark.parametrize("on_host", [None, True], ids=["default", "on_host"])
+def test_matches_mindspore(path, on_host):
     case = load_case(path)
     jit = "defaults" not in path  # one case step by step without jit
-    opt = jaxopt_ms.adam_offload(**_from_config(case.config))
+    opt = jaxopt_ms.adam_offload(**_from_config(case.config), on_host=on_host)
     assert_trajectory(run_trajectory(opt, case.params0, case.grads, jit=jit), case.traj, label=case.name)
 
 
@@ -58,7 +63,7 @@ OPTIONS = {
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_identical_to_adam(option):
     kwargs = OPTIONS[option]
-    got = run_trajectory(jaxopt_ms.adam_offload(**kwargs), PARAMS, GRADS)
+    got = run_trajectory(jaxopt_ms.adam_offload(**kwargs, on_host=True), PARAMS, GRADS)
     expected = run_trajectory(jaxopt_ms.adam(**kwargs), PARAMS, GRADS)
     for g, e in zip(got, expected):
         jax.tree.map(np.testing.assert_array_equal, g, e)
@@ -67,8 +72,9 @@ def test_identical_to_adam(option):
 
 def test_adam_use_offload_is_adam_offload():
     opt = jaxopt_ms.adam(0.01, eps=1e-3, use_offload=True, weight_decay=0.01)
+    expected_kind = "pinned_host" if offload.offloads(None) else jax.devices()[0].default_memory().kind
     assert {m.sharding.memory_kind for m in jax.tree.leaves(_adam_states(opt.init(PARAMS))[0].moment1)} == {
-        offload.host_memory_kind() or jax.devices()[0].default_memory().kind}
+        expected_kind}
     got = run_trajectory(opt, PARAMS, GRADS)
     expected = run_trajectory(jaxopt_ms.adam_offload(0.01, eps=1e-3, weight_decay=0.01), PARAMS, GRADS)
     jax.tree.map(np.testing.assert_array_equal, got, expected)
@@ -77,7 +83,7 @@ def test_adam_use_offload_is_adam_offload():
 def test_grad_centralization_is_ignored_like_mindspore():
     groups = [{"params": lambda name, leaf: True, "grad_centralization": True}]
     with pytest.warns(UserWarning, match="ignores 'grad_centralization'"):
-        opt = jaxopt_ms.adam_offload(0.01, param_groups=groups)
+        opt = jaxopt_ms.adam_offload(0.01, param_groups=groups, on_host=True)
     expected = run_trajectory(jaxopt_ms.adam(0.01, param_groups=[{"params": lambda name, leaf: True}]),
                               PARAMS, GRADS)
     jax.tree.map(np.testing.assert_array_equal, run_trajectory(opt, PARAMS, GRADS), expected)
@@ -89,11 +95,16 @@ def _adam_states(state):
 
 
 @pytest.mark.parametrize("jit", [True, False])
-def test_moments_live_in_host_memory_where_the_backend_has_it(jit):
-    kinds = {m.kind for m in jax.devices()[0].addressable_memories()}
-    expected_kind = "pinned_host" if "pinned_host" in kinds else jax.devices()[0].default_memory().kind
+@pytest.mark.parametrize("on_host", [None, True, False])
+def test_moments_live_in_host_memory_where_the_backend_has_it(jit, on_host):
+    device = jax.devices()[0]
+    kinds = {m.kind for m in device.addressable_memories()}
     assert offload.host_memory_kind() == ("pinned_host" if "pinned_host" in kinds else None)
-    opt = jaxopt_ms.adam_offload(0.01, param_groups=OPTIONS["groups"]["param_groups"])
+    accelerator = device.platform != "cpu"
+    to_host = "pinned_host" in kinds and (on_host is True or (on_host is None and accelerator))
+    assert offload.offloads(on_host) == to_host
+    expected_kind = "pinned_host" if to_host else device.default_memory().kind
+    opt = jaxopt_ms.adam_offload(0.01, param_groups=OPTIONS["groups"]["param_groups"], on_host=on_host)
     init = jax.jit(opt.init) if jit else opt.init
     update = jax.jit(opt.update) if jit else opt.update
     params = jax.tree.map(jnp.asarray, PARAMS)
@@ -113,7 +124,7 @@ def test_moments_live_in_host_memory_where_the_backend_has_it(jit):
 
 def test_backend_without_host_memory_keeps_state_on_device(monkeypatch):
     monkeypatch.setattr(offload, "host_memory_kind", lambda device=None: None)
-    opt = jaxopt_ms.adam_offload(0.05, eps=0.1, loss_scale=2.0)
+    opt = jaxopt_ms.adam_offload(0.05, eps=0.1, loss_scale=2.0, on_host=True)
     state = opt.init(PARAMS)
     default = jax.devices()[0].default_memory().kind
     assert {m.sharding.memory_kind for m in jax.tree.leaves(_adam_states(state)[0].moment1)} == {default}
@@ -127,14 +138,14 @@ def test_inside_optax_chain_and_with_overflow_skipping():
 
     grads = [dict(g) for g in GRADS]
     grads[2] = dict(grads[2], **{"fc.bias": np.full((5,), np.inf, np.float32)})  # a skipped step
-    got = run_trajectory(make(jaxopt_ms.adam_offload(0.01, loss_scale=4.0)), PARAMS, grads)
+    got = run_trajectory(make(jaxopt_ms.adam_offload(0.01, loss_scale=4.0, on_host=True)), PARAMS, grads)
     expected = run_trajectory(make(jaxopt_ms.adam(0.01, loss_scale=4.0)), PARAMS, grads)
     jax.tree.map(np.testing.assert_array_equal, got, expected)
     jax.tree.map(np.testing.assert_array_equal, got[2], got[1])
 
 
 def test_learning_rate_can_be_read_and_changed():
-    opt = jaxopt_ms.adam_offload(0.01)
+    opt = jaxopt_ms.adam_offload(0.01, on_host=True)
     state = opt.init(PARAMS)
     assert float(jaxopt_ms.current_lr(state)) == pytest.approx(0.01)
     state = jaxopt_ms.set_lr(state, 0.5)
@@ -148,6 +159,7 @@ def test_learning_rate_can_be_read_and_changed():
     (dict(beta1=1), TypeError), (dict(beta2=1.0), ValueError), (dict(eps=0.0), ValueError),
     (dict(eps=1), TypeError), (dict(use_locking=1), TypeError), (dict(use_nesterov="no"), TypeError),
     (dict(weight_decay=-0.1), ValueError), (dict(loss_scale=0.0), ValueError), (dict(learning_rate=-1.0), ValueError),
+    (dict(on_host=1), TypeError),
 ])
 def test_validation_is_mindspores(kwargs, error):
     with pytest.raises(error, match="AdamOffload"):

@@ -161,7 +161,7 @@ def test_zero1_over_the_whole_mesh_with_replicated_parameters(name):
 REDUCING = {
     "clip_global_norm+adam": lambda: optax.chain(optax.clip_by_global_norm(0.3), jaxopt_ms.adam(0.01)),
     "momentum+trust_ratio": lambda: optax.chain(jaxopt_ms.momentum(0.1, 0.9), optax.scale_by_trust_ratio()),
-    "apply_if_finite(adam_offload)": lambda: optax.apply_if_finite(jaxopt_ms.adam_offload(0.01), 3),
+    "apply_if_finite(adam_offload)": lambda: optax.apply_if_finite(jaxopt_ms.adam_offload(0.01, on_host=True), 3),
 }
 
 
@@ -186,7 +186,7 @@ def test_overflow_in_one_shard_skips_every_shard():
 
 
 def test_offloaded_state_keeps_host_memory_on_the_mesh():
-    opt = jaxopt_ms.adam_offload(0.01)
+    opt = jaxopt_ms.adam_offload(0.01, on_host=True)
     params = jax.device_put(PARAMS0, PARAM_SH)
     for zero1_axis in (None, "data"):
         sh = state_shardings(opt, params, zero1_axis=zero1_axis)
