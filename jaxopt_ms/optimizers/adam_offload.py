@@ -34,7 +34,10 @@ def adam_offload(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locki
     the backend has host memory spaces (CPU included); ``False`` never. Gradients get MindSpore's weight
     decay and loss-scale division first; there is no gradient centralization (a group's ``grad_centralization``
     is ignored, as in MindSpore) and no sparse path. ``use_locking`` is validated and has no effect (JAX
-    updates are functional). Reference: MindSpore 2.10 ``nn.AdamOffload``, reference §3.6.
+    updates are functional). When a jitted step donates the state, give it
+    ``out_shardings=jaxopt_ms.sharding.state_shardings(opt, params)`` for the state (or donate the parameters
+    too): JAX 0.10 may otherwise reuse a donated host buffer for a device output. Reference: MindSpore 2.10
+    ``nn.AdamOffload``, reference §3.6.
 
     Example:
         >>> opt = jaxopt_ms.adam_offload(1e-3, on_host=True)   # default: host memory on GPUs, not on a CPU
