@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
@@ -195,7 +196,8 @@ def state_shardings(opt: optax.GradientTransformation, params: Any, *, mesh: Mes
             sharding = sharding.with_memory_kind(HOST_MEMORY_KIND)
         return sharding
 
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=_sharding_of(x)), params)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x), sharding=_sharding_of(x)),
+                            params)
     traced = jax.jit(opt.init).trace(abstract)
     flat, treedef = jax.tree_util.tree_flatten_with_path(traced.out_avals)
     placed = [place(tuple(path), aval) for path, aval in flat]

@@ -11,6 +11,7 @@ import os
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 
 import jax  # noqa: E402
+import jax.flatten_util  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -172,6 +173,33 @@ def test_global_reductions_are_over_whole_parameters(name):
     # A norm summed in another order differs in the last bits (seen: 6e-7 after 4 steps); a norm over one shard
     # instead of the whole parameter would be off by a factor ~2 (4 model shards).
     assert_same(got, reference(name, REDUCING[name]), name, rtol=1e-5, atol=3e-6)
+
+
+def flat_buffer_momentum(lr: float = 0.1, mu: float = 0.9) -> optax.GradientTransformation:
+    """A stand-in for the fused path: the whole state is one flat buffer (plus a scalar count)."""
+
+    def init(params):
+        flat, _ = jax.flatten_util.ravel_pytree(params)
+        return (jnp.zeros_like(flat), jnp.zeros([], jnp.int32))
+
+    def update(grads, state, params=None):
+        flat, unravel = jax.flatten_util.ravel_pytree(grads)
+        buf = mu * state[0] + flat
+        return unravel(-lr * buf), (buf, state[1] + 1)
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_flat_buffer_state_is_split_along_its_axis():
+    n = sum(int(np.prod(s)) for s in jax.tree.leaves(SHAPES, is_leaf=is_shape))  # 1696 = 8 * 212
+    opt = flat_buffer_momentum()
+    params = jax.device_put(PARAMS0, PARAM_SH)
+    follow = state_shardings(opt, params)
+    assert follow[0].is_fully_replicated and follow[1].is_fully_replicated  # belongs to no parameter
+    # Auto axes: flattening arrays split over Explicit axes needs an explicit out_sharding for each reshape.
+    got, _, state = on_mesh(opt, PARAM_SH, zero1_axis=("data", "model"))
+    assert_same(got, reference("flat_buffer_momentum", flat_buffer_momentum), "flat buffer")
+    assert state[0].shape == (n,) and {s.data.shape for s in state[0].addressable_shards} == {(n // 8,)}
 
 
 def test_overflow_in_one_shard_skips_every_shard():
