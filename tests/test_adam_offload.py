@@ -94,8 +94,7 @@ def _adam_states(state):
             if isinstance(s, jaxopt_ms.transforms.ScaleByAdamState)]
 
 
-@pytest.mark.parametrize("jit", [True, False])
-@pytest.mark.parametrize("on_host", [None, True, False])
+@pytest.mark.parametrize("jit,on_host", [(True, None), (True, True), (True, False), (False, True)])
 def test_moments_live_in_host_memory_where_the_backend_has_it(jit, on_host):
     device = jax.devices()[0]
     kinds = {m.kind for m in device.addressable_memories()}

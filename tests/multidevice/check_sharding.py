@@ -114,7 +114,11 @@ def reference(name, make):
     return _REFERENCE[name]
 
 
-@pytest.mark.parametrize("name,factory,kwargs", ZOO, ids=[z[0] for z in ZOO])
+GROUPS = ("adam_groups", jaxopt_ms.adam, dict(learning_rate=0.01, param_groups=[
+    {"params": r"^conv1|^fc\.weight", "weight_decay": 0.01}, {"params": r"^bn1|bias$", "lr": [0.1, 0.05, 0.02]}]))
+
+
+@pytest.mark.parametrize("name,factory,kwargs", ZOO + [GROUPS], ids=[z[0] for z in ZOO + [GROUPS]])
 def test_state_follows_parameters(name, factory, kwargs):
     opt = factory(**kwargs)
     got, params, state = on_mesh(opt, PARAM_SH_EXPLICIT)
