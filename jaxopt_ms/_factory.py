@@ -14,6 +14,8 @@ from typing import Any
 
 import optax
 
+from jaxopt_ms.validation import check_floating_leaves, check_gradients_match
+
 __all__ = ["Optimizer", "optimizer_factory", "rebuild"]
 
 
@@ -33,7 +35,20 @@ def optimizer_factory(factory: Callable[..., optax.GradientTransformation]) -> C
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         tx = optax.with_extra_args_support(factory(*args, **kwargs))
-        out = Optimizer(tx.init, tx.update)
+        name = factory.__name__
+
+        # Checks at trace time (free under jit): a clear error instead of silent integer/complex arithmetic
+        # or an opaque tree_map failure deep inside a block.
+        def init(params: Any) -> Any:
+            check_floating_leaves(params, name)
+            return tx.init(params)
+
+        def update(updates: Any, state: Any, params: Any = None, **extra_args: Any) -> Any:
+            if params is not None:
+                check_gradients_match(updates, params, name)
+            return tx.update(updates, state, params, **extra_args)
+
+        out = Optimizer(init, update)
         out.factory = wrapper
         out.arguments = dict(bound.arguments)
         return out
