@@ -20,7 +20,14 @@ __all__ = ["Optimizer", "optimizer_factory", "rebuild"]
 
 
 class Optimizer(optax.GradientTransformationExtraArgs):
-    """An ``optax.GradientTransformationExtraArgs`` with ``factory`` and ``arguments`` attributes."""
+    """An ``optax.GradientTransformationExtraArgs`` with ``factory`` and ``arguments`` attributes.
+
+    Inputs MindSpore never sees (docs/behaviour.md): ``init`` raises ``TypeError`` for an integer, boolean or
+    complex parameter leaf; ``update`` raises ``ValueError`` when the gradients' pytree structure or a leaf's
+    shape differs from the parameters'. ``None`` leaves are skipped; an empty pytree is a no-op update (the step
+    count advances). Non-finite gradients are not checked: NaN/Inf flow into the parameters and the per-element
+    state, as in MindSpore without a loss-scale manager.
+    """
 
     factory: Callable[..., Any]
     arguments: dict[str, Any]

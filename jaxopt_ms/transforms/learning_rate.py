@@ -4,7 +4,8 @@ Forms (MindSpore ``Optimizer`` §2.2):
 
 * ``float`` / ``int`` (``bool`` too) ``>= 0``, or a 0-d array: fixed.
 * 1-d array, list or tuple: dynamic, update ``k`` (0-based) uses element ``k``. MindSpore raises past the end;
-  a jitted update cannot raise, so the last element is held (documented policy).
+  a jitted update cannot raise, so the last element is held (documented policy). An empty one is a
+  ``ValueError`` at construction (MindSpore accepts it and fails at the first step).
 * any callable ``step -> lr`` (an Optax schedule or one of :mod:`jaxopt_ms.schedules`): dynamic.
 
 MindSpore reads the learning rate *before* it increments ``global_step``: update ``k`` uses ``lr(k)``.
