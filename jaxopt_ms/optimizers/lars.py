@@ -94,7 +94,6 @@ def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filte
         learning_rate=0.0, weight_decay=weight_decay, param_groups=groups, decay_filter=decay_filter,
         opt_name=name,
     )
-    trust = optax.with_extra_args_support(trust)
     unscale = unscale_gradients(loss_scale)
 
     def init_fn(params):

@@ -74,7 +74,7 @@ def scale_by_lars(
             the wrapped optimizer has a dynamic weight decay and a fixed learning rate).
 
     Returns:
-        An ``optax.GradientTransformation`` with state :class:`LarsState`; needs ``params`` in ``update``.
+        An ``optax.GradientTransformationExtraArgs`` with state :class:`LarsState`; needs ``params``.
     """
     dynamic = callable(weight_decay)
     scale = np.float32(loss_scale)
@@ -112,4 +112,4 @@ def scale_by_lars(
         )
         return updates, LarsState(state.count + steps_per_update)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
