@@ -142,3 +142,23 @@ def test_validation(kwargs, error, match):
     kwargs = {"optimizer": jaxopt_ms.momentum(0.1, 0.9), **kwargs}
     with pytest.raises(error, match=match):
         jaxopt_ms.lars(**kwargs)
+
+
+def test_dynamic_weight_decay_reads_global_step_advanced_twice_per_update():
+    # MindSpore's LARS increments the shared global_step a second time per call when the wrapped optimizer has a
+    # dynamic weight decay and a fixed learning rate, so update k reads wd(2k) (reference §3.13).
+    params0, grads = make_case(4)
+    schedule = lambda step: 0.01 * (step + 1.0)  # noqa: E731
+    opt = jaxopt_ms.lars(jaxopt_ms.momentum(0.1, 0.9, weight_decay=schedule), coefficient=0.01)
+    params = {k: v.copy() for k, v in params0.items()}
+    moments = {k: np.zeros_like(v) for k, v in params0.items()}
+    expected = []
+    for k, g_step in enumerate(grads):
+        wd = 0.01 * (2 * k + 1.0)
+        g = lars_gradient_reference(params, g_step, wd_of_leaf=not_beta_gamma(wd), loss_scale=1.0,
+                                    coefficient=0.01, epsilon=1e-5, use_clip=False, lr_of_leaf=None)
+        for name in params:
+            moments[name] = f32(0.9) * moments[name] + g[name]
+            params[name] = params[name] - f32(0.1) * moments[name]
+        expected.append({k: v.copy() for k, v in params.items()})
+    assert_trajectory(run_trajectory(opt, params0, grads), expected, label="lars dynamic wd")
