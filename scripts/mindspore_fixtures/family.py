@@ -4,13 +4,14 @@ Run from the repository root (see common.py)::
 
     PYTHONPATH=$NP1:scripts/mindspore_fixtures $MS_PY scripts/mindspore_fixtures/family.py
 
-Each case's ``config`` holds ``optimizer`` (the jaxopt_ms factory), ``kwargs`` (its arguments), ``groups``
-(MindSpore parameter groups with parameter names in place of Parameters, or null) and ``source``:
+Cases are written to ``tests/fixtures/<optimizer>/<case>.npz``. Each case's ``config`` holds ``optimizer`` (the
+jaxopt_ms factory), ``kwargs`` (its arguments), ``groups`` (MindSpore parameter groups with parameter names in
+place of Parameters, or null) and ``source``:
 
 * ``mindspore``: the MindSpore optimizer itself, run on the CPU.
 * ``mindspore-op``: where MindSpore's dense CPU kernel contradicts its documented formula (reference §9), the
   trajectory comes from another MindSpore op that computes the documented rule (FTRL with ``l1 > 0``:
-  ``SparseApplyFtrl`` over every row; Adagrad with ``update_slots=False``: ``ApplyAdagradV2(epsilon=0,
+  ``SparseApplyFtrl`` over every element; Adagrad with ``update_slots=False``: ``ApplyAdagradV2(epsilon=0,
   update_slots=False)``), after MindSpore's weight decay and loss-scale division written with MindSpore ops
   (``g + w * f32(wd * s)``, then ``* f32(1 / s)``, reference §1).
 
