@@ -10,11 +10,13 @@ sharding, so a sharded update gives the single-device numbers. These helpers onl
   dimensions it shares with it (AdaFactor's factored row/column moments: the parameter's shape with one
   dimension dropped or set to 1). Scalars (step counters, beta powers, loss scales) and leaves that belong to no
   parameter (e.g. the fused path's flat buffers) are replicated.
-* **ZeRO-1** (``zero1_axis='data'``, or a tuple of mesh axis names). Every state leaf with at least one
-  dimension is additionally split over that data-parallel axis, so that each of its ``N`` devices holds ``1/N``:
-  the leading dimension if its size is divisible by ``N`` times its current number of shards, else the largest
-  such dimension, else the leaf keeps its parameter's sharding (replicated over the axis). A flat buffer is
-  split along its single axis. Leaves already split over that axis (FSDP-style parameters) are left alone.
+* **ZeRO-1** (``zero1_axis='data'``, or a tuple of mesh axis names). The state is additionally split over that
+  data-parallel axis, so that each of its ``N`` devices holds ``1/N``: the leading dimension if its size is
+  divisible by ``N`` times its current number of shards, else the largest such dimension, else the leaf keeps its
+  parameter's sharding (replicated over the axis) (:func:`zero1_spec`). The rule is applied to each parameter's
+  shape; its state leaves of that shape get the result, and leaves derived from it (factored moments) keep the
+  split dimensions they share with it. Leaves that belong to no parameter (a flat buffer) are split by the same
+  rule along their own axes. Parameters already split over that axis (FSDP-style) are left alone.
 
 Host-memory state (:func:`jaxopt_ms.adam_offload`) keeps its memory kind.
 
@@ -174,24 +176,35 @@ def state_shardings(opt: optax.GradientTransformation, params: Any, *, mesh: Mes
             return NamedSharding(mesh, PartitionSpec())
         return next((s for s in param_shardings if s is not None and s.is_fully_replicated), None)
 
+    def owner(path: tuple) -> tuple[tuple, Any] | None:
+        for start in range(max(0, len(path) - longest), len(path)):
+            hit = by_path.get(tuple(path[start:]))
+            if hit is not None:
+                return hit
+        return None
+
     def place(path: tuple, aval: Any) -> Sharding | None:
         shape = tuple(aval.shape)
         sharding = None
-        for start in range(max(0, len(path) - longest), len(path)):
-            hit = by_path.get(tuple(path[start:]))
-            if hit is None:
-                continue
+        hit = owner(path) if shape else None
+        if hit is not None:
             param_shape, param_sharding = hit
-            if shape == param_shape and not (mesh is not None and not isinstance(param_sharding, NamedSharding)):
+            named = isinstance(param_sharding, NamedSharding)
+            if zero1_axis is None and shape == param_shape and (mesh is None or named):
                 sharding = param_sharding
-            elif isinstance(param_sharding, NamedSharding) and shape:
-                sharding = NamedSharding(param_sharding.mesh, _derived_spec(shape, param_shape, param_sharding.spec))
-            break
-        if sharding is None or not shape:
+            elif mesh is not None:
+                spec = param_sharding.spec if named else PartitionSpec()
+                if zero1_axis is not None:
+                    # Split as the parameter's own ZeRO-1 layout, then derive: a factored moment then has the
+                    # layout that reducing the (ZeRO-1 laid out) gradient gives it.
+                    spec = zero1_spec(param_shape, spec, mesh, zero1_axis)
+                if shape != param_shape:
+                    spec = _derived_spec(shape, param_shape, spec)
+                sharding = NamedSharding(mesh, spec)
+        elif shape and zero1_axis is not None:
+            sharding = NamedSharding(mesh, zero1_spec(shape, PartitionSpec(), mesh, zero1_axis))
+        if sharding is None:
             sharding = replicated()
-        if zero1_axis is not None and shape:
-            spec = sharding.spec if isinstance(sharding, NamedSharding) else PartitionSpec()
-            sharding = NamedSharding(mesh, zero1_spec(shape, spec, mesh, zero1_axis))
         if sharding is not None and getattr(aval, "memory_space", None) == jax.memory.Space.Host:
             sharding = sharding.with_memory_kind(HOST_MEMORY_KIND)
         return sharding
