@@ -123,6 +123,9 @@ def _chain(name, hp):
     if name in ("adam", "lazy_adam"):
         return optax.chain(*pre, T.scale_by_adam(hp.get("beta1", 0.9), hp.get("beta2", 0.999), hp.get("eps", 1e-8)),
                            lr)
+    if name == "adam_offload":
+        return optax.chain(*pre, T.scale_by_adam_offload(hp.get("beta1", 0.9), hp.get("beta2", 0.999),
+                                                         hp.get("eps", 1e-8), on_host=hp.get("on_host")), lr)
     if name == "adam_weight_decay":
         post = [T.add_decayed_weights(wd)] if wd > 0 else []
         return optax.chain(T.scale_by_adam_weight_decay(hp.get("beta1", 0.9), hp.get("beta2", 0.999),
