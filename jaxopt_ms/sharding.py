@@ -28,9 +28,9 @@ no wrapper in either mode.
 
 Example (one process or several, after ``jax.distributed.initialize()``)::
 
-    mesh = jax.make_mesh((2, 4), ('data', 'model'))
+    mesh = jax.make_mesh((2, 4), ('data', 'model'))                # Explicit axes
     params = jax.device_put(params, param_shardings)             # NamedSharding(mesh, P(...)) per leaf
-    opt = jaxopt_ms.adam(1e-3)
+    opt = jaxopt_ms.sharding.with_zero1_layout(jaxopt_ms.adam(1e-3), 'data')
     state_sh = jaxopt_ms.sharding.state_shardings(opt, params, zero1_axis='data')
     state = jaxopt_ms.sharding.sharded_init(opt, params, zero1_axis='data')
 
