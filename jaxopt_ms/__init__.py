@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import dynamic_lr, schedules, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -29,6 +29,7 @@ __all__ = [
     "adam_weight_decay",
     "current_lr",
     "decay_all",
+    "dynamic_lr",
     "equinox_decay_filter",
     "flax_decay_filter",
     "lazy_adam",
@@ -36,6 +37,7 @@ __all__ = [
     "mindspore_lars_filter",
     "momentum",
     "param_names",
+    "schedules",
     "set_lr",
     "sgd",
     "transforms",
