@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import dynamic_lr, schedules, transforms
+from jaxopt_ms import dynamic_lr, loss_scale, schedules, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -33,6 +33,7 @@ __all__ = [
     "equinox_decay_filter",
     "flax_decay_filter",
     "lazy_adam",
+    "loss_scale",
     "mindspore_decay_filter",
     "mindspore_lars_filter",
     "momentum",

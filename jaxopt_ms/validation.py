@@ -20,6 +20,7 @@ __all__ = [
     "check_callable",
     "check_float",
     "check_float_range",
+    "check_gradient_transformation",
     "check_int",
     "check_loss_scale",
     "check_number",
@@ -137,4 +138,14 @@ def check_callable(arg_name: str, value: Any, opt_name: str) -> Callable:
     """Callable (e.g. a name filter ``(name, leaf) -> bool``)."""
     if not callable(value):
         raise _type_error(opt_name, arg_name, "callable", value)
+    return value
+
+
+def check_gradient_transformation(arg_name: str, value: Any, opt_name: str) -> Any:
+    """An ``optax.GradientTransformation`` (anything with callable ``init`` and ``update``)."""
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(
+            f"For '{opt_name}', the '{arg_name}' should be an optax.GradientTransformation (with init and update), "
+            f"but got type '{type(value).__name__}' (value {value!r})."
+        )
     return value
