@@ -329,3 +329,14 @@ def test_master_weights_keeps_float32_leaves_and_the_other_order_works():
     u, s = jax.jit(other.update)({"w": jnp.ones(3, jnp.bfloat16) * 16, "b": jnp.ones(2) * 16}, s, params)
     assert float(loss_scale.loss_scale_value(s)) == 16.0
     np.testing.assert_allclose(np.asarray(optax.apply_updates(params, u)["w"], np.float32), 0.9, rtol=1e-2)
+
+
+def test_update_is_branch_free_device_code():
+    opt = loss_scale.dynamic_loss_scale(jaxopt_ms.adam(schedules.warmup(0.1, 10)), 2.0 ** 8, 2, 3)
+    params = {"w": jnp.ones(3)}
+    text = str(jax.make_jaxpr(opt.update)({"w": jnp.ones(3)}, opt.init(params), params))
+    assert "select_n" in text  # the skip is a select on the device ...
+    for primitive in ("cond[", "callback", "while["):  # ... not a branch, a loop or a trip to the host
+        assert primitive not in text
+    with pytest.raises(ValueError):
+        loss_scale.master_weights(jaxopt_ms.sgd()).update({"w": jnp.ones(1)}, None)
