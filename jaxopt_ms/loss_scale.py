@@ -273,7 +273,7 @@ def master_weights(optimizer: optax.GradientTransformation) -> optax.GradientTra
 
     def update_fn(updates, state, params=None, **extra_args):
         if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+            raise ValueError("master_weights: update needs the current parameters: opt.update(grads, state, params).")
         grads = jax.tree.map(lambda g, m: jnp.asarray(g).astype(jnp.asarray(m).dtype), updates, state.master)
         master_updates, inner_state = inner.update(grads, state.inner_state, state.master, **extra_args)
         master = optax.apply_updates(state.master, master_updates)

@@ -338,5 +338,5 @@ def test_update_is_branch_free_device_code():
     assert "select_n" in text  # the skip is a select on the device ...
     for primitive in ("cond[", "callback", "while["):  # ... not a branch, a loop or a trip to the host
         assert primitive not in text
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="params"):
         loss_scale.master_weights(jaxopt_ms.sgd()).update({"w": jnp.ones(1)}, None)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from common import make_grads, make_params, ms, ms_params, save_case
-
 from mindspore import Parameter, Tensor, amp, nn, ops
 
 FAMILY = "loss_scale"
