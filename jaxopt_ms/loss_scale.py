@@ -28,7 +28,9 @@ with ``jnp.where`` on the device: no Python branch on traced values and no host 
 Low-precision parameters: every optimizer runs on float16 / bfloat16 parameters (its state then has their
 dtype). Wrap it in :func:`master_weights` to keep float32 copies of the parameters and run the optimizer in
 float32 (see there for when to use it); put the loss-scale wrapper inside it:
-``master_weights(dynamic_loss_scale(opt))`` unscales float32 gradients, so nothing underflows.
+``master_weights(dynamic_loss_scale(opt))`` unscales float32 gradients, so nothing underflows. Loss scaling
+matters for float16 (whose range ends at 65504 and whose small gradients flush to zero); bfloat16 has float32's
+range and rarely needs it, but the wrappers work the same there.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from optimizer_zoo import IDS, OPTIMIZERS
 from parity import assert_trajectory, case_paths, load_case, run_trajectory
 
 import jaxopt_ms
@@ -161,3 +162,23 @@ def test_schedule_inside_optax_chain_and_scan():
     expected_lrs = np.array([sched(k) for k in range(1, 10)])
     np.testing.assert_allclose(lrs, expected_lrs, rtol=3e-7)
     np.testing.assert_allclose(params["w"], -sum(float(sched(k)) for k in range(9)) * np.ones(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, factory, kwargs", OPTIMIZERS, ids=IDS)
+def test_every_optimizer_takes_a_schedule_as_learning_rate_and_as_group_lr(name, factory, kwargs):
+    sched = schedules.polynomial_decay(0.1, 0.01, 3, 2.0, update_decay_steps=True)
+    kwargs = {k: v for k, v in kwargs.items() if k != "learning_rate"}
+    params = {"fc.weight": jnp.ones((2, 3)), "fc.bias": jnp.zeros(3)}
+    whole = factory(sched, **kwargs)
+    grouped = factory(0.05, **kwargs, param_groups=[{"params": ["fc.weight"], "lr": sched},
+                                                    {"params": ["fc.bias"]}])
+    for opt in (whole, grouped):
+        state = opt.init(params)
+        update = opt.update  # eager: compiling ten small programs would dominate this file's time
+        for k in range(5):
+            lr = jaxopt_ms.current_lr(state)
+            np.testing.assert_array_equal(lr if opt is whole else lr[0], sched(k))
+            if opt is grouped:  # the fixed group lr is quantised by (lr + 1) - 1 next to a dynamic one
+                one = np.float32(1.0)
+                np.testing.assert_array_equal(lr[1], (np.float32(0.05) + one) - one)
+            _, state = update(jax.tree.map(jnp.ones_like, params), state, params)
