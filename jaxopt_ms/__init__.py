@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import dynamic_lr, loss_scale, schedules, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -51,12 +51,14 @@ __all__ = [
     "asgd",
     "current_lr",
     "decay_all",
+    "dynamic_lr",
     "equinox_decay_filter",
     "flax_decay_filter",
     "ftrl",
     "lamb",
     "lars",
     "lazy_adam",
+    "loss_scale",
     "mindspore_decay_filter",
     "mindspore_lars_filter",
     "momentum",
@@ -64,6 +66,7 @@ __all__ = [
     "proximal_adagrad",
     "rmsprop",
     "rprop",
+    "schedules",
     "set_lr",
     "sgd",
     "transforms",
