@@ -131,7 +131,7 @@ class EpochRecord:
     train_loss: float
     train_accuracy: float
     test_accuracy: float
-    learning_rate: float | None
+    learning_rate: str | None
 
 
 @dataclasses.dataclass
@@ -159,14 +159,17 @@ def steps_per_epoch(data: Dataset, batch_size: int) -> int:
     return len(data.y_train) // batch_size
 
 
-def _learning_rate_of(state: Any) -> float | None:
+def _learning_rate_of(state: Any) -> str | None:
+    """``current_lr`` for display: one value, or one per parameter group."""
     from jaxopt_ms.transforms.learning_rate import current_lr
 
     try:
         lr = current_lr(state)
     except ValueError:
         return None
-    return float(lr[0] if isinstance(lr, tuple) else lr)
+    if isinstance(lr, tuple):
+        return "(" + ", ".join(f"{float(x):.3g}" for x in lr) + ")"
+    return f"{float(lr):.3g}"
 
 
 def train(

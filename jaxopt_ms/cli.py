@@ -218,7 +218,7 @@ def _optional_module(module_name: str, flag: str) -> Any:
 def _format_value(value: Any) -> str:
     if callable(value) and not isinstance(value, type):
         return getattr(value, "__name__", type(value).__name__)
-    if isinstance(value, list) and len(value) > 4:
+    if isinstance(value, list) and len(value) > 4 and all(isinstance(v, (int, float)) for v in value):
         return f"[{value[0]:.3g}, {value[1]:.3g}, ..., {value[-1]:.3g}] ({len(value)} steps)"
     if isinstance(value, dict) and "params" in value:
         return "{" + ", ".join(f"{k}: {_format_value(v)}" for k, v in value.items()) + "}"
@@ -247,11 +247,15 @@ def _train_one(name: str, args: argparse.Namespace, data: Any, *, verbose: bool)
     from jaxopt_ms import _demo
 
     spe = _demo.steps_per_epoch(data, args.batch_size)
-    names = jaxopt_ms.param_names(_demo.init_model(args.model, args.seed))
+    params = _demo.init_model(args.model, args.seed)
     import jax
 
-    optimizer, multiplier, kwargs = build_optimizer(
-        name, args, total_steps=spe * args.epochs, steps_per_epoch=spe, param_names=jax.tree.leaves(names))
+    optimizer, multiplier, kwargs = build_optimizer(name, args, total_steps=spe * args.epochs, steps_per_epoch=spe,
+                                                    param_names=jax.tree.leaves(jaxopt_ms.param_names(params)))
+    try:  # group selection errors (overlaps, empty groups) surface at init
+        optimizer.init(params)
+    except (TypeError, ValueError) as e:
+        raise CliError(f"{name}: {e}") from e
     if verbose:
         shown = ", ".join(f"{k}={_format_value(v)}" for k, v in kwargs.items())
         print(f"jaxopt_ms.{name}({shown})")
@@ -267,7 +271,7 @@ def _train_one(name: str, args: argparse.Namespace, data: Any, *, verbose: bool)
     def on_epoch(rec: Any) -> None:
         if not verbose:
             return
-        lr = "" if rec.learning_rate is None else f"  lr {rec.learning_rate:.3g}"
+        lr = "" if rec.learning_rate is None else f"  lr {rec.learning_rate}"
         _say(bar, f"epoch {rec.epoch:3d}  loss {rec.train_loss:.4f}  train acc {rec.train_accuracy:6.1%}  "
                   f"test acc {rec.test_accuracy:6.1%}{lr}")
 
