@@ -306,9 +306,15 @@ def _compare_command(args: argparse.Namespace) -> list[Any]:
     data = _demo.load_digits(args.seed)
     results = []
     for n in names:
-        results.append(_train_one(n, args, data, verbose=False))
-        res = results[-1]
+        try:
+            res = _train_one(n, args, data, verbose=False)
+        except CliError as e:  # one optimizer that cannot take these settings does not stop the others
+            print(f"{n:<18} skipped: {e}", flush=True)
+            continue
+        results.append(res)
         print(f"{n:<18} test acc {res.test_accuracy:6.1%}  ({res.seconds:.1f} s)", flush=True)
+    if not results:
+        raise CliError("no optimizer could be trained with these settings.")
     rows = [("optimizer", "final train loss", "train acc", "test acc", "seconds")]
     for res in sorted(results, key=lambda r: -r.test_accuracy):
         last = res.epochs[-1]

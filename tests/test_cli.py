@@ -65,6 +65,30 @@ def test_compare_prints_a_table_and_saves_one_plot(tmp_path, capsys):
     assert out.stat().st_size > 1000
 
 
+def test_compare_skips_an_optimizer_that_rejects_the_settings(capsys):
+    results = cli.run(["compare", "--optimizers", "adam_weight_decay,sgd", "--epochs", "1", "--loss-scale", "8",
+                       "--no-plot", *FAST])
+    assert [r.name for r in results] == ["sgd"]  # AdamWeightDecay has no loss_scale, as in MindSpore
+    assert "adam_weight_decay  skipped: optimizer 'adam_weight_decay' has no argument(s) ['loss_scale']" in (
+        capsys.readouterr().out)
+
+
+def test_a_wrapper_optimizer_gets_the_inner_optimizer_built_from_the_flags(monkeypatch):
+    seen = {}
+
+    def lars(optimizer, epsilon=1e-5, coefficient=0.001, use_clip=False, lars_filter=None):
+        seen.update(optimizer=optimizer, coefficient=coefficient)
+        return optimizer
+
+    monkeypatch.setattr(jaxopt_ms, "lars", lars, raising=False)
+    result = cli.run(["demo", "-o", "lars", "--opt", "coefficient=0.01", "--opt", "use_nesterov=True",
+                      "--weight-decay", "1e-4", "--epochs", "1", "--no-plot", *FAST])
+    inner = seen["optimizer"]
+    assert seen["coefficient"] == 0.01 and inner.factory is jaxopt_ms.momentum
+    assert inner.arguments["use_nesterov"] is True and inner.arguments["weight_decay"] == 1e-4
+    assert inner.arguments["learning_rate"] == 0.1 and result.test_accuracy > 0.5
+
+
 def test_usage_errors_exit_2_with_a_message(capsys):
     assert cli.main(["demo", "-o", "no_such_optimizer", *FAST]) == 2
     assert "unknown optimizer 'no_such_optimizer'; available: sgd, momentum, adam" in capsys.readouterr().err
