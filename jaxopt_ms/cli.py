@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import inspect
 import re
 import subprocess
@@ -21,6 +22,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import jax
 
 import jaxopt_ms
 
@@ -116,13 +119,7 @@ def _learning_rate(kind: str, lr: float, total_steps: int, steps_per_epoch: int,
             "warmup": lambda m: m.warmup(lr, steps_per_epoch),
             "inverse": lambda m: m.inverse_decay(lr, 1.0, total_steps),
         }[kind]
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise CliError(f"--schedule {kind} needs {module_name}, which this version of jaxopt_ms does not have.") from e
-    return build(module)
+    return build(_optional_module(module_name, f"--schedule {kind}"))
 
 
 def _param_groups(args: argparse.Namespace, lr_of: Callable[[float], Any], names: list[str]) -> list[dict] | None:
@@ -184,7 +181,6 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
                                                  steps_per_epoch=steps_per_epoch, param_names=param_names)
         inner = _factory(inner_name)(**{**inner_kwargs, **kwargs})
         kwargs = {"optimizer": inner, **lars_kwargs}
-        accepted = inspect.signature(factory).parameters
 
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
@@ -207,8 +203,6 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
 
 
 def _optional_module(module_name: str, flag: str) -> Any:
-    import importlib
-
     try:
         return importlib.import_module(module_name)
     except ImportError as e:
@@ -248,8 +242,6 @@ def _train_one(name: str, args: argparse.Namespace, data: Any, *, verbose: bool)
 
     spe = _demo.steps_per_epoch(data, args.batch_size)
     params = _demo.init_model(args.model, args.seed)
-    import jax
-
     optimizer, multiplier, kwargs = build_optimizer(name, args, total_steps=spe * args.epochs, steps_per_epoch=spe,
                                                     param_names=jax.tree.leaves(jaxopt_ms.param_names(params)))
     try:  # group selection errors (overlaps, empty groups) surface at init

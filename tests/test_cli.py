@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,29 @@ def test_loss_scale_power_of_two_leaves_the_trajectory_unchanged():
 def test_demo_with_a_schedule():
     result = cli.run(["demo", "--epochs", "1", "--schedule", "cosine", "--no-plot", *FAST])
     assert float(result.epochs[-1].learning_rate) < float(result.epochs[0].learning_rate)
+
+
+def test_schedule_flags_call_the_schedule_and_dynamic_lr_modules_with_design_signatures(monkeypatch):
+    # Stand-ins with the signatures of DESIGN.md, so the wiring is tested whether or not the modules are present.
+    calls = []
+
+    def cosine_decay(min_lr, max_lr, decay_steps):
+        calls.append(("cosine_decay", min_lr, max_lr, decay_steps))
+        return lambda step: max_lr * (1 - step / decay_steps) + min_lr
+
+    def cosine_decay_lr(min_lr, max_lr, total_step, step_per_epoch, decay_epoch):
+        calls.append(("cosine_decay_lr", min_lr, max_lr, total_step, step_per_epoch, decay_epoch))
+        return [max_lr / (1 + i // step_per_epoch) for i in range(total_step)]
+
+    monkeypatch.setitem(sys.modules, "jaxopt_ms.schedules", types.SimpleNamespace(cosine_decay=cosine_decay))
+    monkeypatch.setitem(sys.modules, "jaxopt_ms.dynamic_lr", types.SimpleNamespace(cosine_decay_lr=cosine_decay_lr))
+    result = cli.run(["demo", "--epochs", "2", "--lr", "0.01", "--schedule", "cosine", "--no-plot", *FAST])
+    assert calls == [("cosine_decay", 0.0, 0.01, 44)]
+    assert float(result.epochs[1].learning_rate) == pytest.approx(0.005, rel=1e-5)  # the schedule at step 22
+    result = cli.run(["demo", "--epochs", "2", "--lr", "0.01", "--schedule", "cosine", "--lr-list",
+                      "--group-lr", "fc3=0.1", "--no-plot", *FAST])
+    assert calls[1:] == [("cosine_decay_lr", 0.0, 0.01, 44, 22, 2), ("cosine_decay_lr", 0.0, 0.1, 44, 22, 2)]
+    assert result.epochs[1].learning_rate == "(0.05, 0.005)"
 
 
 def test_compare_prints_a_table_and_saves_one_plot(tmp_path, capsys):
