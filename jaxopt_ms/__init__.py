@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import sharding, transforms
+from jaxopt_ms import dynamic_lr, loss_scale, schedules, sharding, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -53,12 +53,14 @@ __all__ = [
     "asgd",
     "current_lr",
     "decay_all",
+    "dynamic_lr",
     "equinox_decay_filter",
     "flax_decay_filter",
     "ftrl",
     "lamb",
     "lars",
     "lazy_adam",
+    "loss_scale",
     "mindspore_decay_filter",
     "mindspore_lars_filter",
     "momentum",
@@ -66,6 +68,7 @@ __all__ = [
     "proximal_adagrad",
     "rmsprop",
     "rprop",
+    "schedules",
     "set_lr",
     "sgd",
     "sharding",

@@ -28,3 +28,7 @@ ZOO = [
     ("asgd", jaxopt_ms.asgd, dict(learning_rate=0.1, lambd=1e-3, t0=2.0)),
     ("rprop", jaxopt_ms.rprop, dict(learning_rate=0.01)),
 ]
+
+# Aliases used by the loss-scale and schedule tests.
+OPTIMIZERS = ZOO
+IDS = [name for name, _, _ in ZOO]

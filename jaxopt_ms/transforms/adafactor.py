@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._tree import unzip
+from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = [
@@ -147,8 +147,7 @@ def apply_adafactor(learning_rate: LearningRateLike, eps: tuple[float, float] = 
         return AdaFactorState(exp_avg, row, col, sq, lr.init())
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "adafactor")
         beta2t = _beta2t(state.lr.count, decay_rate)
         rate = state.lr.learning_rate
         exp_avg = state.exp_avg if beta1 > 0 else jax.tree.map(lambda _: None, updates)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._tree import unzip
+from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = ["ASGDState", "apply_asgd", "asgd_update"]
@@ -67,8 +67,7 @@ def apply_asgd(learning_rate: LearningRateLike = 0.1, lambd: float = 1e-4, alpha
         )
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "asgd")
         rate = state.lr.learning_rate
         t = state.lr.count + 1
         out = jax.tree.map(

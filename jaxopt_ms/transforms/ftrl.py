@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._tree import unzip
+from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = ["FtrlState", "apply_ftrl", "ftrl_update"]
@@ -87,8 +87,7 @@ def apply_ftrl(learning_rate: LearningRateLike = 0.001, initial_accum: float = 0
         )
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "ftrl")
         rate = state.lr.learning_rate
         out = jax.tree.map(
             lambda g, p, a, lin: ftrl_update(g, p, a, lin, lr=rate, l1=l1, l2=l2, lr_power=lr_power),

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_ms._tree import unzip
+from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments
 from jaxopt_ms.transforms.weight_decay import leaf_mask
@@ -72,8 +72,7 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
                                 optax.tree.zeros_like(params))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "lamb")
         wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) if dynamic else jnp.asarray(fixed)
         t = state.count + 1
         mask = leaf_mask(params, decay_filter)

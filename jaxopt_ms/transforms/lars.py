@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, resolve_learning_rate
 from jaxopt_ms.transforms.weight_decay import leaf_mask
@@ -86,8 +87,7 @@ def scale_by_lars(
         return LarsState(jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "lars")
         if dynamic:
             wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) * scale / scale
         else:

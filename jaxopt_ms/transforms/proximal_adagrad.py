@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._tree import unzip
+from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = ["ProximalAdagradState", "apply_proximal_adagrad", "proximal_adagrad_update", "proximal_step"]
@@ -75,8 +75,7 @@ def apply_proximal_adagrad(learning_rate: LearningRateLike = 0.001, initial_accu
                                     lr=lr.init())
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "proximal_adagrad")
         rate = state.lr.learning_rate
         out = jax.tree.map(lambda g, p, a: proximal_adagrad_update(g, p, a, lr=rate, l1=l1, l2=l2),
                            updates, params, state.accum)
