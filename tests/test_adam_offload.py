@@ -143,6 +143,22 @@ def test_inside_optax_chain_and_with_overflow_skipping():
     jax.tree.map(np.testing.assert_array_equal, got[2], got[1])
 
 
+@pytest.mark.parametrize("wrapper", ["fixed", "fixed_no_drop", "dynamic"])
+def test_inside_loss_scale_wrappers(wrapper):
+    from jaxopt_ms.loss_scale import dynamic_loss_scale, fixed_loss_scale
+
+    wrap = {"fixed": lambda opt: fixed_loss_scale(opt, 128.0),
+            "fixed_no_drop": lambda opt: fixed_loss_scale(opt, 128.0, drop_overflow_update=False),
+            "dynamic": lambda opt: dynamic_loss_scale(opt, 2.0 ** 10, 2, 2)}[wrapper]
+    grads = [jax.tree.map(lambda g: 128.0 * g, g) for g in GRADS]
+    grads[2] = dict(grads[2], **{"fc.bias": np.full((5,), np.inf, np.float32)})  # an overflow
+    if wrapper == "fixed_no_drop":
+        grads[2] = grads[1]  # without dropping, a non-finite step would poison both runs alike
+    got = run_trajectory(wrap(jaxopt_ms.adam_offload(0.01, eps=1e-3, on_host=True)), PARAMS, grads)
+    expected = run_trajectory(wrap(jaxopt_ms.adam(0.01, eps=1e-3)), PARAMS, grads)
+    jax.tree.map(np.testing.assert_array_equal, got, expected)
+
+
 def test_learning_rate_can_be_read_and_changed():
     opt = jaxopt_ms.adam_offload(0.01, on_host=True)
     state = opt.init(PARAMS)

@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 from optimizer_zoo import ZOO  # noqa: E402
 
 import jaxopt_ms  # noqa: E402
+from jaxopt_ms.loss_scale import dynamic_loss_scale, loss_scale_value  # noqa: E402
 from jaxopt_ms.sharding import (  # noqa: E402
     shard_state,
     sharded_init,
@@ -206,11 +207,12 @@ def test_zero1_over_the_whole_mesh_with_replicated_parameters(name):
     assert set(per_device.values()) == {total // 8}
 
 
-# Whole-parameter reductions beyond the zoo's (Lamb, LARS, AdaFactor): global-norm clipping and an overflow check
-# that must skip the update on every shard.
+# Whole-parameter reductions beyond the zoo's (Lamb, LARS, AdaFactor): global-norm clipping and the loss-scale
+# overflow check, which must skip the update on every shard.
 REDUCING = {
     "clip_global_norm+adam": lambda: optax.chain(optax.clip_by_global_norm(0.3), jaxopt_ms.adam(0.01)),
-    "apply_if_finite(adam_offload)": lambda: optax.apply_if_finite(jaxopt_ms.adam_offload(0.01, on_host=True), 3),
+    "dynamic_loss_scale(adam_offload)": lambda: dynamic_loss_scale(jaxopt_ms.adam_offload(0.01, on_host=True),
+                                                                   2.0 ** 4, 2, 2),
 }
 
 
@@ -251,14 +253,15 @@ def test_flat_buffer_state_is_split_along_its_axis():
 
 
 def test_overflow_in_one_shard_skips_every_shard():
-    opt = optax.apply_if_finite(jaxopt_ms.adam(0.01), 3)
-    params = jax.device_put(PARAMS0, PARAM_SH)
+    opt = with_zero1_layout(dynamic_loss_scale(jaxopt_ms.adam(0.01), 2.0 ** 4, 2, 2), "data")
+    params = jax.device_put(PARAMS0, PARAM_SH_EXPLICIT)
     state = sharded_init(opt, params, zero1_axis="data")
     grads = jax.tree.map(np.copy, GRADS[0])
     grads["conv1"]["weight"][7, 15, 2, 2] = np.inf  # lives on one device only
-    updates, state = jax.jit(opt.update)(jax.device_put(grads, PARAM_SH), state, params)
+    updates, new_state = jax.jit(opt.update)(jax.device_put(grads, PARAM_SH_EXPLICIT), state, params)
     assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(updates))
-    assert int(state.notfinite_count) == 1
+    assert float(loss_scale_value(new_state)) == 8.0  # halved once, on every device
+    jax.tree.map(np.testing.assert_array_equal, new_state.inner_state, state.inner_state)
 
 
 def test_offloaded_state_keeps_host_memory_on_the_mesh():
