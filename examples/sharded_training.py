@@ -126,6 +126,8 @@ def main() -> None:
             ref_params, ref_state = ref_step(ref_params, ref_state, xs[k], ys[k])
         diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in
                    zip(jax.tree.leaves(jax.device_get(params)), jax.tree.leaves(ref_params)))
+        # Gradients summed over the batch across devices differ from one device's sum in the last bits; Adam's
+        # normalisation can magnify that for near-zero gradients (seen: up to 1e-5 after 30 steps).
         print(f"largest difference from the single-device run: {diff:.2e}")
 
 
