@@ -36,7 +36,6 @@ from jaxopt_ms.validation import (
 )
 
 __all__ = [
-    "Schedule",
     "cosine_decay",
     "exponential_decay",
     "inverse_decay",
