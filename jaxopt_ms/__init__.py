@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import sparse, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -38,5 +38,6 @@ __all__ = [
     "param_names",
     "set_lr",
     "sgd",
+    "sparse",
     "transforms",
 ]
