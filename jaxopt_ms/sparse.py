@@ -49,6 +49,8 @@ __all__ = [
     "reject_row_sparse",
     "row_mask",
     "scatter_add",
+    "set_rows",
+    "update_rows",
     "valid_indices",
     "value_and_sparse_grad",
 ]
@@ -184,6 +186,34 @@ def scatter_add(dense: Any, g: RowSparse) -> jax.Array:
     if tuple(dense.shape) != g.dense_shape:
         raise ValueError(f"RowSparse: cannot add dense shape {g.dense_shape} to an array of shape {dense.shape}.")
     return dense.at[valid_indices(g.indices, dense.shape[0])].add(g.values.astype(dense.dtype), mode="drop")
+
+
+def set_rows(dense: jax.Array, rows: jax.Array, values: jax.Array) -> jax.Array:
+    """``dense`` with the rows ``rows`` replaced by ``values``; ``rows`` unique and sorted, as :func:`coalesce`
+    returns them (padding entries are dropped)."""
+    return dense.at[valid_indices(rows, dense.shape[0])].set(
+        values.astype(dense.dtype), mode="drop", indices_are_sorted=True, unique_indices=True)
+
+
+def update_rows(rule: Callable[..., tuple], g: RowSparse, param: jax.Array, *slots: jax.Array) -> tuple:
+    """Applies an element-wise optimizer rule to the touched rows only (MindSpore's lazy sparse kernels).
+
+    ``rule(g_rows, p_rows, *slot_rows) -> (new_p_rows, *new_slot_rows)`` is the dense path's own function,
+    evaluated on the deduplicated rows gathered from ``param`` and each state ``slot``; the new slot rows are
+    scattered back. Cost: the touched rows, not the table.
+
+    Returns:
+        ``(delta, *new_slots)`` where ``delta`` is a :class:`RowSparse` of ``new_p_rows - p_rows`` (zero on
+        padding entries), to be added to ``param`` (``optax.apply_updates`` does).
+    """
+    g = coalesce(g)
+    rows = g.indices
+    p_rows = gather_rows(param, rows)
+    new_p_rows, *new_slot_rows = rule(g.values, p_rows, *(gather_rows(s, rows) for s in slots))
+    keep = row_mask(g).reshape((-1,) + (1,) * (p_rows.ndim - 1))
+    delta = jnp.where(keep, new_p_rows - p_rows, jnp.zeros_like(p_rows)).astype(param.dtype)
+    return (RowSparse(rows, delta, g.dense_shape),
+            *(set_rows(s, rows, r) for s, r in zip(slots, new_slot_rows)))
 
 
 def densify(g: Any) -> Any:

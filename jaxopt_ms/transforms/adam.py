@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from jaxopt_ms._tree import unzip
-from jaxopt_ms.sparse import RowSparse, coalesce, gather_rows, is_row_sparse, valid_indices
+from jaxopt_ms.sparse import RowSparse, coalesce, gather_rows, is_row_sparse, set_rows
 
 __all__ = ["ScaleByAdamState", "adam_direction", "adam_moments", "scale_by_adam"]
 
@@ -54,12 +54,6 @@ def adam_direction(g, m, v, correction, beta1: float, eps: float, use_nesterov: 
     return (correction.astype(g.dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
 
 
-def _set_rows(dense: jax.Array, rows: jax.Array, values: jax.Array) -> jax.Array:
-    # `rows` come from `coalesce`: unique, sorted, padding = the fill index (dropped)
-    return dense.at[valid_indices(rows, dense.shape[0])].set(
-        values.astype(dense.dtype), mode="drop", indices_are_sorted=True, unique_indices=True)
-
-
 def sparse_adam_leaf(g: RowSparse, m, v, correction, beta1: float, beta2: float, eps: float, use_nesterov: bool,
                      lazy: bool):
     """One row-sparse Adam leaf: ``(direction, m, v)``; see the module docstring for ``lazy``."""
@@ -68,13 +62,13 @@ def sparse_adam_leaf(g: RowSparse, m, v, correction, beta1: float, beta2: float,
     m_rows, v_rows = adam_moments(g_rows, gather_rows(m, rows), gather_rows(v, rows), beta1, beta2)
     d_rows = adam_direction(g_rows, m_rows, v_rows, correction, beta1, eps, use_nesterov)
     if lazy:
-        return RowSparse(rows, d_rows, g.dense_shape), _set_rows(m, rows, m_rows), _set_rows(v, rows, v_rows)
+        return RowSparse(rows, d_rows, g.dense_shape), set_rows(m, rows, m_rows), set_rows(v, rows, v_rows)
     zero = jnp.zeros((), g_rows.dtype)  # the densified gradient of an untouched row
     m, v = adam_moments(zero, m, v, beta1, beta2)
-    m, v = _set_rows(m, rows, m_rows), _set_rows(v, rows, v_rows)
+    m, v = set_rows(m, rows, m_rows), set_rows(v, rows, v_rows)
     direction = adam_direction(zero, m, v, correction, beta1, eps, use_nesterov)
     if use_nesterov:  # only the nesterov numerator reads g
-        direction = _set_rows(direction, rows, d_rows)
+        direction = set_rows(direction, rows, d_rows)
     return direction, m, v
 
 
