@@ -100,7 +100,7 @@ def main():
         b_sparse, b_dense = traffic(*shape, args.touched, sparse_kind), traffic(*shape, args.touched, "dense")
         rows_out.append((name, t_sparse, t_dense, t_dense / t_sparse, b_sparse, b_dense))
         print(f"{name}: sparse {t_sparse * 1e3:.3f} ms, dense {t_dense * 1e3:.1f} ms, "
-              f"speed-up {t_dense / t_sparse:.0f}x; traffic sparse {b_sparse / 2**20:.2f} MiB, "
+              f"speed-up {t_dense / t_sparse:.2f}x; traffic sparse {b_sparse / 2**20:.2f} MiB, "
               f"dense {b_dense / 2**20:.0f} MiB", flush=True)
 
     device = jax.devices()[0]
@@ -117,7 +117,8 @@ def main():
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, ts, td, ratio, bs, bd in rows_out:
-        lines.append(f"| {name} | {ts * 1e3:.3f} | {td * 1e3:.1f} | {ratio:.0f}x | {bs / 2**20:.2f} "
+        digits = 0 if ratio >= 10 else 2
+        lines.append(f"| {name} | {ts * 1e3:.3f} | {td * 1e3:.1f} | {ratio:.{digits}f}x | {bs / 2**20:.2f} "
                      f"| {bd / 2**20:.0f} |")
     lines += [
         "",
