@@ -122,7 +122,7 @@ def test_rowtensor_parity(path):
         g = dict(g)
         g[EMB] = RowSparse(case.extra[f"indices__{s}"], case.extra[f"values__{s}"], (V, D))
         grads.append(g)
-    jit = "nesterov" not in case.name  # one case eagerly (slow), the rest under jit
+    jit = case.name != "rows_adam_use_lazy_dup"  # one case eagerly (slow), the rest under jit
     assert_trajectory(run_trajectory(opt, case.params0, grads, jit=jit), case.traj, rtol=2e-5, atol=2e-6,
                       label=case.name)
 
@@ -362,3 +362,43 @@ def test_embedding_lookup_outside_the_helper_is_a_plain_gather():
     np.testing.assert_array_equal(out, [[[10, 11], [0, 0]], [[0, 0], [0, 1]]])
     g = jax.grad(lambda t: sparse.embedding_lookup(t, jnp.array([1, 1])).sum())(table)
     np.testing.assert_array_equal(g[1], [2, 2])
+
+
+@pytest.mark.parametrize("name", ["FTRL", "ProximalAdagrad"])
+def test_lazy_rule_with_every_row_touched_is_the_dense_rule(name):
+    rng = np.random.RandomState(7)
+    params = {"emb": jnp.asarray(rng.randn(V, D).astype(np.float32))}
+    seq = []
+    for _ in range(4):
+        perm = np.concatenate([rng.permutation(V), rng.randint(0, V, 3)])
+        seq.append({"emb": RowSparse(jnp.asarray(perm, jnp.int32),
+                                     jnp.asarray(rng.randn(len(perm), D).astype(np.float32)), (V, D))})
+    opt = _rule_chain(name, 0.1, l1=0.05, l2=0.02, lr_power=-0.6)
+    got, state = _run(opt, params, seq)
+    want, want_state = _run(opt, params, [densify(g) for g in seq])
+    np.testing.assert_allclose(got["emb"], want["emb"], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want_state)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: jaxopt_ms.lazy_adam(0.1, weight_decay=0.1, loss_scale=2.0),
+                                  lambda: _rule_chain("FTRL", 0.1, l1=0.1, weight_decay=0.1),
+                                  lambda: _rule_chain("ProximalAdagrad", 0.1, l1=0.1)],
+                         ids=["lazy_adam", "ftrl", "proximal_adagrad"])
+def test_lazy_step_touches_the_table_only_through_row_scatters(make):
+    """Cost grows with the touched rows: in the traced step, every table-sized result is a scatter into the
+    (donated) table or state, never an element-wise pass over the table."""
+    rows = 100_000
+    opt = make()
+    params = {"emb": jnp.zeros((rows, D))}
+    grads = {"emb": RowSparse(jnp.array([5, 9, 5], jnp.int32), jnp.ones((3, D)), (rows, D))}
+
+    def step(params, state, grads):
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jaxpr = jax.make_jaxpr(step)(params, opt.init(params), grads)
+
+    table_sized = {e.primitive.name for e in jaxpr.jaxpr.eqns
+                   if any(getattr(v.aval, "shape", None) == (rows, D) for v in e.outvars)}
+    assert table_sized <= {"scatter", "scatter-add"}, table_sized  # dense Adam here: mul, add, sqrt, div, ...
