@@ -18,24 +18,52 @@ from jaxopt_ms.names import (
     mindspore_lars_filter,
     param_names,
 )
-from jaxopt_ms.optimizers import adam, adam_weight_decay, lazy_adam, momentum, sgd
+from jaxopt_ms.optimizers import (
+    adadelta,
+    adafactor,
+    adagrad,
+    adam,
+    adam_weight_decay,
+    adamax,
+    asgd,
+    ftrl,
+    lamb,
+    lars,
+    lazy_adam,
+    momentum,
+    proximal_adagrad,
+    rmsprop,
+    rprop,
+    sgd,
+)
 from jaxopt_ms.transforms.learning_rate import current_lr, set_lr
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GroupOverlapError",
+    "adadelta",
+    "adafactor",
+    "adagrad",
     "adam",
     "adam_weight_decay",
+    "adamax",
+    "asgd",
     "current_lr",
     "decay_all",
     "equinox_decay_filter",
     "flax_decay_filter",
+    "ftrl",
+    "lamb",
+    "lars",
     "lazy_adam",
     "mindspore_decay_filter",
     "mindspore_lars_filter",
     "momentum",
     "param_names",
+    "proximal_adagrad",
+    "rmsprop",
+    "rprop",
     "set_lr",
     "sgd",
     "sparse",
