@@ -315,7 +315,16 @@ def test_param_groups_label_a_row_sparse_as_one_leaf():
 @pytest.mark.parametrize("name, make", [
     ("SGD", lambda: jaxopt_ms.sgd(0.1)),
     ("Momentum", lambda: jaxopt_ms.momentum(0.1, 0.9)),
+    ("Adagrad", lambda: jaxopt_ms.adagrad()),
+    ("RMSProp", lambda: jaxopt_ms.rmsprop()),
     ("AdamWeightDecay", lambda: jaxopt_ms.adam_weight_decay(0.1)),
+    ("Lamb", lambda: jaxopt_ms.lamb(0.1)),
+    ("AdaFactor", lambda: jaxopt_ms.adafactor()),
+    ("LARS", lambda: jaxopt_ms.lars(jaxopt_ms.momentum(0.1, 0.9))),
+    ("Adadelta", lambda: jaxopt_ms.adadelta()),
+    ("AdaMax", lambda: jaxopt_ms.adamax()),
+    ("ASGD", lambda: jaxopt_ms.asgd()),
+    ("Rprop", lambda: jaxopt_ms.rprop()),
     ("Adam", lambda: jaxopt_ms.adam(0.1, use_amsgrad=True)),
     ("SGD", lambda: jaxopt_ms.sgd(0.1, param_groups=[{"params": ".*", "lr": 0.1}])),
 ])
@@ -323,7 +332,7 @@ def test_optimizers_without_sparse_path_raise_type_error(name, make):
     opt = make()
     params = {"emb": jnp.ones((V, D)), "w": jnp.ones(3)}
     grads = {"emb": RowSparse(jnp.array([1]), jnp.ones((1, D)), (V, D)), "w": jnp.ones(3)}
-    with pytest.raises(TypeError, match=f"'{name}'.*(emb|amsgrad)"):
+    with pytest.raises(TypeError, match=f"For '{name}'.*(the gradient of 'emb' is a RowSparse|amsgrad)"):
         opt.update(grads, opt.init(params), params)
     opt.update(densify(grads), opt.init(params), params)  # the documented way out
 

@@ -23,9 +23,16 @@ def _is_active(weight_decay) -> bool:
     return callable(weight_decay) or weight_decay > 0.0
 
 
-def preprocess(cfg: GroupConfig, loss_scale: float = 1.0) -> list[optax.GradientTransformation]:
-    """Weight decay, gradient centralization and loss-scale division, in MindSpore's order."""
-    blocks = []
+def preprocess(cfg: GroupConfig, loss_scale: float = 1.0, *, opt_name: str = "this optimizer",
+               row_sparse: bool = False) -> list[optax.GradientTransformation]:
+    """Weight decay, gradient centralization and loss-scale division, in MindSpore's order.
+
+    Args:
+        opt_name: the MindSpore class name, for error messages.
+        row_sparse: the optimizer has a sparse path; when False a :class:`~jaxopt_ms.sparse.RowSparse` gradient
+            leaf raises a ``TypeError`` naming ``opt_name`` and the leaf (reference §2.8).
+    """
+    blocks = [] if row_sparse else [reject_row_sparse(opt_name)]
     if _is_active(cfg.weight_decay):
         blocks.append(add_decayed_weights(cfg.weight_decay, loss_scale, cfg.decay_filter))
     if cfg.grad_centralization:
@@ -36,12 +43,7 @@ def preprocess(cfg: GroupConfig, loss_scale: float = 1.0) -> list[optax.Gradient
 
 
 def mindspore_chain(direction: optax.GradientTransformation, cfg: GroupConfig, loss_scale: float = 1.0, *,
-                    row_sparse: bool = False, opt_name: str = "Optimizer") -> optax.GradientTransformation:
-    """``preprocess`` then ``direction`` then ``p -= lr(k) * d``.
-
-    Args:
-        row_sparse: ``direction`` handles :class:`~jaxopt_ms.sparse.RowSparse` leaves; when False such a leaf
-            raises a ``TypeError`` naming ``opt_name`` and the leaf.
-    """
-    guard = [] if row_sparse else [reject_row_sparse(opt_name)]
-    return optax.chain(*guard, *preprocess(cfg, loss_scale), direction, scale_by_learning_rate(cfg.learning_rate))
+                    row_sparse: bool = False, opt_name: str = "this optimizer") -> optax.GradientTransformation:
+    """``preprocess`` then ``direction`` then ``p -= lr(k) * d`` (``row_sparse``, ``opt_name``: see ``preprocess``)."""
+    return optax.chain(*preprocess(cfg, loss_scale, opt_name=opt_name, row_sparse=row_sparse), direction,
+                       scale_by_learning_rate(cfg.learning_rate))
