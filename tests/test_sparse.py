@@ -85,28 +85,7 @@ def _factory(config):
         return jaxopt_ms.lazy_adam(**kw)
     if name == "Adam":
         return jaxopt_ms.adam(**kw)
-    fn = {"FTRL": "ftrl", "ProximalAdagrad": "proximal_adagrad"}[name]
-    if hasattr(jaxopt_ms, fn):
-        return getattr(jaxopt_ms, fn)(**kw)
-    return _rule_chain(name, **kw)
-
-
-def _rule_chain(name, learning_rate, l1=0.0, l2=0.0, lr_power=-0.5, weight_decay=0.0, loss_scale=1.0):
-    """MindSpore's pipeline (reference §1) around the FTRL / ProximalAdagrad rules, for builds without the
-    factories: FTRL decays every leaf, ProximalAdagrad the default name filter."""
-    from jaxopt_ms.transforms.ftrl import apply_ftrl
-    from jaxopt_ms.transforms.proximal_adagrad import apply_proximal_adagrad
-
-    blocks = []
-    if weight_decay > 0:
-        decay_filter = jaxopt_ms.decay_all if name == "FTRL" else jaxopt_ms.mindspore_decay_filter
-        blocks.append(add_decayed_weights(weight_decay, loss_scale, decay_filter))
-    blocks.append(unscale_gradients(loss_scale))
-    if name == "FTRL":
-        blocks.append(apply_ftrl(learning_rate, 0.1, lr_power, l1, l2))
-    else:
-        blocks.append(apply_proximal_adagrad(learning_rate, 0.1, l1, l2))
-    return optax.chain(*blocks)
+    return {"FTRL": jaxopt_ms.ftrl, "ProximalAdagrad": jaxopt_ms.proximal_adagrad}[name](**kw)
 
 
 ROWS = [p for p in case_paths("sparse") if "rows_" in p]
@@ -382,7 +361,8 @@ def test_lazy_rule_with_every_row_touched_is_the_dense_rule(name):
         perm = np.concatenate([rng.permutation(V), rng.randint(0, V, 3)])
         seq.append({"emb": RowSparse(jnp.asarray(perm, jnp.int32),
                                      jnp.asarray(rng.randn(len(perm), D).astype(np.float32)), (V, D))})
-    opt = _rule_chain(name, 0.1, l1=0.05, l2=0.02, lr_power=-0.6)
+    opt = (jaxopt_ms.ftrl(learning_rate=0.1, l1=0.05, l2=0.02, lr_power=-0.6) if name == "FTRL"
+           else jaxopt_ms.proximal_adagrad(learning_rate=0.1, l1=0.05, l2=0.02))
     got, state = _run(opt, params, seq)
     want, want_state = _run(opt, params, [densify(g) for g in seq])
     np.testing.assert_allclose(got["emb"], want["emb"], rtol=1e-5, atol=1e-6)
@@ -391,8 +371,8 @@ def test_lazy_rule_with_every_row_touched_is_the_dense_rule(name):
 
 
 @pytest.mark.parametrize("make", [lambda: jaxopt_ms.lazy_adam(0.1, weight_decay=0.1, loss_scale=2.0),
-                                  lambda: _rule_chain("FTRL", 0.1, l1=0.1, weight_decay=0.1),
-                                  lambda: _rule_chain("ProximalAdagrad", 0.1, l1=0.1)],
+                                  lambda: jaxopt_ms.ftrl(learning_rate=0.1, l1=0.1, weight_decay=0.1),
+                                  lambda: jaxopt_ms.proximal_adagrad(learning_rate=0.1, l1=0.1, loss_scale=2.0)],
                          ids=["lazy_adam", "ftrl", "proximal_adagrad"])
 def test_lazy_step_touches_the_table_only_through_row_scatters(make):
     """Cost grows with the touched rows: in the traced step, every table-sized result is a scatter into the
