@@ -39,7 +39,7 @@ def test_beta1_power_is_a_running_float32_product():
     (dict(eps=0.0), ValueError, r"'eps'.*0\.0"),
     (dict(eps=1), TypeError, r"'eps'.*int"),
     (dict(loss_scale=-1.0), ValueError, r"'loss_scale'.*-1\.0"),
-    (dict(learning_rate="a"), TypeError, r"'learning_rate'.*str"),
+    (dict(learning_rate="a"), ValueError, r"'learning_rate'.*str"),
 ])
 def test_validation(kwargs, error, match):
     with pytest.raises(error, match=match):

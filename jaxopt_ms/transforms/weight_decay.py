@@ -73,7 +73,8 @@ def add_decayed_weights(
 
     def update_fn(updates, state, params=None):
         if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+            raise ValueError("add_decayed_weights: weight decay needs the parameters: call update(grads, state, "
+                             "params).")
         if dynamic:
             wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) * np.float32(loss_scale)
         else:
