@@ -46,6 +46,9 @@ def test_invalid_shapes_raise():
         RowSparse(jnp.array([0]), jnp.ones((1,)), (4,))
     with pytest.raises(ValueError, match="values"):
         RowSparse(jnp.array([0, 1]), jnp.ones((2, 3)), (4, 2))
+    opt, params = jaxopt_ms.lazy_adam(0.1), {"e": jnp.ones((5, 2))}
+    with pytest.raises(ValueError, match="gradient of 'e' has shape \\(6, 2\\)"):
+        opt.update({"e": RowSparse(jnp.array([1]), jnp.ones((1, 2)), (6, 2))}, opt.init(params), params)
 
 
 def _np_dense(indices, values, shape):
