@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import dynamic_lr, loss_scale, schedules, sharding, transforms
+from jaxopt_ms import dynamic_lr, loss_scale, schedules, sharding, sparse, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -72,5 +72,6 @@ __all__ = [
     "set_lr",
     "sgd",
     "sharding",
+    "sparse",
     "transforms",
 ]

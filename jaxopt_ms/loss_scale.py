@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms.sparse import is_row_sparse, map_values
 from jaxopt_ms.validation import check_float_range, check_gradient_transformation, check_positive_int
 
 __all__ = [
@@ -99,7 +100,8 @@ def _unscale(grads: Any, loss_scale: jax.Array) -> Any:
     # MindSpore: grad * cast(reciprocal(scale), grad.dtype). Low-precision grads are multiplied in float32 and cast
     # back, which for the usual power-of-two scales is the same number and never flushes the reciprocal to 0.
     reciprocal = jnp.float32(1.0) / loss_scale
-    return jax.tree.map(lambda g: (g.astype(_compute_dtype(g.dtype)) * reciprocal).astype(g.dtype), grads)
+    unscale = lambda g: (g.astype(_compute_dtype(g.dtype)) * reciprocal).astype(g.dtype)
+    return jax.tree.map(lambda g: map_values(unscale, g), grads, is_leaf=is_row_sparse)
 
 
 def _skip_if(overflow: jax.Array, new: Any, old: Any) -> Any:

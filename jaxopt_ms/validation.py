@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxopt_ms.sparse import RowSparse
+
 __all__ = [
     "check_bool",
     "check_floating_leaves",
@@ -173,8 +175,8 @@ def check_floating_leaves(params: Any, opt_name: str) -> None:
 def check_gradients_match(updates: Any, params: Any, opt_name: str) -> None:
     """The gradients must have the parameters' pytree structure and, leaf by leaf, their shape.
 
-    A gradient leaf may itself be a pytree node where the parameter is one array (a row-sparse gradient); its
-    shape is then not compared here.
+    A gradient leaf may itself be a pytree node where the parameter is one array: a row-sparse gradient
+    (:class:`~jaxopt_ms.sparse.RowSparse`) is compared by its ``dense_shape``, other nodes are not compared.
 
     Raises:
         ValueError: a different structure (naming both) or a leaf whose shape differs (naming it).
@@ -189,7 +191,8 @@ def check_gradients_match(updates: Any, params: Any, opt_name: str) -> None:
         ) from e
     for name, g, p in zip(_leaf_names(params), grads, jax.tree.leaves(params)):
         g_shape, p_shape = getattr(g, "shape", None), getattr(p, "shape", None)
-        if isinstance(g, (jax.Array, np.ndarray)) and p_shape is not None and tuple(g_shape) != tuple(p_shape):
+        comparable = isinstance(g, (jax.Array, np.ndarray, RowSparse))
+        if comparable and p_shape is not None and tuple(g_shape) != tuple(p_shape):
             raise ValueError(
                 f"For '{opt_name}', the gradient of '{name}' has shape {tuple(g_shape)} but the parameter has "
                 f"shape {tuple(p_shape)}."

@@ -364,3 +364,20 @@ def test_eager_run_equals_the_unwrapped_optimizer_bit_for_bit():
             p_b = optax.apply_updates(p_b, u)
     _assert_bitwise_equal(p_a, p_b)
     _assert_bitwise_equal(s_a.inner_state, s_b)
+
+
+def test_row_sparse_gradients_are_unscaled_by_their_values():
+    """A RowSparse leaf's values are unscaled (its indices untouched); the result equals the unscaled sparse run."""
+    from jaxopt_ms.sparse import RowSparse, is_row_sparse
+
+    params = {"emb": jnp.arange(10.0).reshape(5, 2), "w": jnp.ones(3)}
+    grads = {"emb": RowSparse(jnp.array([1, 3, 1]), jnp.arange(6.0).reshape(3, 2), (5, 2)), "w": jnp.full(3, 0.5)}
+    scaled = jax.tree.map(lambda x: x * 8.0, grads, is_leaf=is_row_sparse)
+    wrapped = jaxopt_ms.loss_scale.fixed_loss_scale(jaxopt_ms.lazy_adam(0.1), loss_scale=8.0)
+    plain = jaxopt_ms.lazy_adam(0.1)
+    u_wrapped, _ = jax.jit(wrapped.update)(scaled, wrapped.init(params), params)
+    u_plain, _ = jax.jit(plain.update)(grads, plain.init(params), params)
+    got = optax.apply_updates(params, u_wrapped)
+    want = optax.apply_updates(params, u_plain)
+    for k in params:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))

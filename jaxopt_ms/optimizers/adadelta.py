@@ -34,7 +34,7 @@ def adadelta(learning_rate=1.0, rho=0.9, epsilon=1e-6, loss_scale=1.0, weight_de
     rho = check_float_range("rho", rho, name, 0.0, 1.0)
     epsilon = check_non_negative_float("epsilon", epsilon, name)
     return with_param_groups(
-        lambda cfg: mindspore_chain(scale_by_adadelta(rho, epsilon), cfg, loss_scale),
+        lambda cfg: mindspore_chain(scale_by_adadelta(rho, epsilon), cfg, loss_scale, opt_name=name),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,
     )

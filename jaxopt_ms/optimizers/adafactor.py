@@ -6,6 +6,7 @@ import optax
 
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import with_param_groups
+from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.adafactor import apply_adafactor, relative_step_learning_rate
 from jaxopt_ms.validation import (
     check_bool,
@@ -83,7 +84,8 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     lr = relative_step_learning_rate(warmup_init) if learning_rate is None else learning_rate
     scale_parameter = scale_parameter and is_number
     return with_param_groups(
-        lambda cfg: apply_adafactor(cfg.learning_rate, eps, clip_threshold, decay_rate, beta1, weight_decay,
-                                    scale_parameter, compression),
+        lambda cfg: optax.chain(reject_row_sparse(name),  # no sparse path in MindSpore (reference §2.8)
+                                apply_adafactor(cfg.learning_rate, eps, clip_threshold, decay_rate, beta1,
+                                                weight_decay, scale_parameter, compression)),
         learning_rate=lr, weight_decay=0.0, param_groups=param_groups, decay_filter=None, opt_name=name,
     )

@@ -34,7 +34,7 @@ def adagrad(accum=0.1, learning_rate=0.001, update_slots=True, loss_scale=1.0, w
     check_bool("update_slots", update_slots, name)
     loss_scale = check_loss_scale(loss_scale, name)
     return with_param_groups(
-        lambda cfg: mindspore_chain(scale_by_adagrad(accum, update_slots), cfg, loss_scale),
+        lambda cfg: mindspore_chain(scale_by_adagrad(accum, update_slots), cfg, loss_scale, opt_name=name),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,
     )
@@ -65,7 +65,7 @@ def proximal_adagrad(accum=0.1, learning_rate=0.001, l1=0.0, l2=0.0, use_locking
     check_bool("use_locking", use_locking, name)
     loss_scale = check_loss_scale(loss_scale, name)
     return with_param_groups(
-        lambda cfg: optax.chain(*preprocess(cfg, loss_scale),
+        lambda cfg: optax.chain(*preprocess(cfg, loss_scale, opt_name=name, row_sparse=True),
                                 apply_proximal_adagrad(cfg.learning_rate, accum, l1, l2)),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,

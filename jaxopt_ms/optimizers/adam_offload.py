@@ -57,7 +57,8 @@ def adam_offload(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locki
         if cfg.grad_centralization:
             warnings.warn("AdamOffload ignores 'grad_centralization', as MindSpore does.", stacklevel=3)
             cfg = dataclasses.replace(cfg, grad_centralization=False)
-        return mindspore_chain(scale_by_adam_offload(beta1, beta2, eps, use_nesterov, on_host), cfg, loss_scale)
+        return mindspore_chain(scale_by_adam_offload(beta1, beta2, eps, use_nesterov, on_host), cfg, loss_scale,
+                               opt_name=name)
 
     return with_param_groups(build, learning_rate=learning_rate, weight_decay=weight_decay,
                              param_groups=param_groups, decay_filter=decay_filter, opt_name=name)

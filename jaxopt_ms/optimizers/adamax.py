@@ -33,7 +33,7 @@ def adamax(learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=
     loss_scale = check_loss_scale(loss_scale, name)
     check_adam_args(name, beta1, beta2, eps)
     return with_param_groups(
-        lambda cfg: mindspore_chain(scale_by_adamax(beta1, beta2, eps), cfg, loss_scale),
+        lambda cfg: mindspore_chain(scale_by_adamax(beta1, beta2, eps), cfg, loss_scale, opt_name=name),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,
     )

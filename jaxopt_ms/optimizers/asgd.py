@@ -35,7 +35,7 @@ def asgd(learning_rate=0.1, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, *,
     alpha = check_float("alpha", alpha, name)
     t0 = check_float("t0", t0, name)
     return with_param_groups(
-        lambda cfg: optax.chain(*preprocess(cfg), apply_asgd(cfg.learning_rate, lambd, alpha, t0)),
+        lambda cfg: optax.chain(*preprocess(cfg, opt_name=name), apply_asgd(cfg.learning_rate, lambd, alpha, t0)),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,
     )

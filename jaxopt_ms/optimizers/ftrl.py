@@ -61,7 +61,7 @@ def ftrl(initial_accum=0.1, learning_rate=0.001, lr_power=-0.5, l1=0.0, l2=0.0, 
     if param_groups is None and decay_filter is None:
         decay_filter = decay_all
     return with_param_groups(
-        lambda cfg: optax.chain(*preprocess(cfg, loss_scale),
+        lambda cfg: optax.chain(*preprocess(cfg, loss_scale, opt_name=name, row_sparse=True),
                                 apply_ftrl(cfg.learning_rate, initial_accum, lr_power, l1, l2)),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,

@@ -7,6 +7,7 @@ import optax
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import GroupConfig, with_param_groups
 from jaxopt_ms.optimizers.adam import check_adam_args
+from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.centralization import centralize_gradients
 from jaxopt_ms.transforms.lamb import scale_by_lamb
 from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
@@ -38,7 +39,9 @@ def lamb(learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0, *, p
     check_adam_args(name, beta1, beta2, eps)
 
     def build(cfg: GroupConfig) -> optax.GradientTransformation:
-        blocks = [centralize_gradients()] if cfg.grad_centralization else []
+        blocks = [reject_row_sparse(name)]  # no sparse path in MindSpore (reference §2.8)
+        if cfg.grad_centralization:
+            blocks.append(centralize_gradients())
         blocks.append(scale_by_lamb(beta1, beta2, eps, cfg.weight_decay, cfg.decay_filter))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
         return optax.chain(*blocks)

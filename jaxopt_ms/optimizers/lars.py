@@ -9,6 +9,7 @@ import optax
 from jaxopt_ms._factory import Optimizer, optimizer_factory, rebuild
 from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
+from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.lars import LEARNING_RATE_ARG, scale_by_lars
 from jaxopt_ms.transforms.learning_rate import current_lr, resolve_learning_rate
 from jaxopt_ms.transforms.loss_scale import unscale_gradients
@@ -95,11 +96,13 @@ def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filte
         opt_name=name,
     )
     unscale = unscale_gradients(loss_scale)
+    reject = reject_row_sparse("LARS")
 
     def init_fn(params):
         return LarsWrapperState(trust.init(params), inner.init(params))
 
     def update_fn(updates, state, params=None, **extra_args):
+        reject.update(updates, reject.init(params))  # no sparse path in MindSpore (reference §2.8)
         updates, _ = unscale.update(updates, unscale.init(params), params)
         lr_arg = {LEARNING_RATE_ARG: current_lr(state.inner)} if use_clip else {}
         updates, lars_state = trust.update(updates, state.lars, params, **lr_arg)

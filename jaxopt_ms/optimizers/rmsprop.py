@@ -46,7 +46,7 @@ def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locki
     scale_by = optax.scale_by_stddev if centered else optax.scale_by_rms
 
     def build(cfg: GroupConfig) -> optax.GradientTransformation:
-        blocks = preprocess(cfg, loss_scale)
+        blocks = preprocess(cfg, loss_scale, opt_name=name)
         blocks.append(scale_by(decay=decay, eps=epsilon, initial_scale=1.0, eps_in_sqrt=True))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
         if momentum > 0.0:

@@ -51,7 +51,7 @@ def rprop(learning_rate=0.1, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), weight_de
     step_min = check_float("min_step_sizes", step_sizes[0], name)
     step_max = check_float("max_step_sizes", step_sizes[1], name)
     return with_param_groups(
-        lambda cfg: optax.chain(*preprocess(cfg), apply_rprop(cfg.learning_rate, (etaminus, etaplus),
+        lambda cfg: optax.chain(*preprocess(cfg, opt_name=name), apply_rprop(cfg.learning_rate, (etaminus, etaplus),
                                                               (step_min, step_max))),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,

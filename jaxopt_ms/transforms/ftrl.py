@@ -12,6 +12,9 @@ Every element is re-solved on every step, so a zero gradient can set a weight to
 the documented formula's and the GPU / sparse kernels'; MindSpore's dense CPU kernel uses ``+l1`` for every
 ``lin`` (a bug, not reproduced). The new parameter is computed directly, so the transformation returns
 ``new_p - p`` as its update and must be the last block of a chain.
+
+A :class:`~jaxopt_ms.sparse.RowSparse` gradient updates only its (deduplicated) rows with the same rule
+(MindSpore's ``FusedSparseFtrl``); the update is then a ``RowSparse`` (reference §2.8).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._tree import require_params, unzip
+from jaxopt_ms.sparse import RowSparse, is_row_sparse, update_rows
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = ["FtrlState", "apply_ftrl", "ftrl_update"]
@@ -89,12 +93,16 @@ def apply_ftrl(learning_rate: LearningRateLike = 0.001, initial_accum: float = 0
     def update_fn(updates, state, params=None):
         require_params(params, "ftrl")
         rate = state.lr.learning_rate
-        out = jax.tree.map(
-            lambda g, p, a, lin: ftrl_update(g, p, a, lin, lr=rate, l1=l1, l2=l2, lr_power=lr_power),
-            updates, params, state.moments, state.linear,
-        )
-        new_p, accum, linear = unzip(out, updates, 3)
-        deltas = jax.tree.map(lambda n, p: (n - p).astype(p.dtype), new_p, params)
+        rule = lambda g, p, a, lin: ftrl_update(g, p, a, lin, lr=rate, l1=l1, l2=l2, lr_power=lr_power)
+
+        def leaf(g, p, a, lin):
+            if isinstance(g, RowSparse):
+                return update_rows(rule, g, p, a, lin)
+            new_p, a, lin = rule(g, p, a, lin)
+            return (new_p - p).astype(p.dtype), a, lin
+
+        out = jax.tree.map(leaf, updates, params, state.moments, state.linear, is_leaf=is_row_sparse)
+        deltas, accum, linear = unzip(out, params, 3)
         return deltas, FtrlState(accum, linear, lr.advance(state.lr))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms.sparse import is_row_sparse, map_values
+
 __all__ = [
     "LearningRate",
     "LearningRateLike",
@@ -179,7 +181,8 @@ def scale_by_learning_rate(learning_rate: LearningRateLike, *, flip_sign: bool =
     def update_fn(updates, state, params=None):
         del params
         step = sign * state.learning_rate
-        updates = jax.tree.map(lambda g: (step * g).astype(g.dtype), updates)
+        scale = lambda g: map_values(lambda x: (step * x).astype(x.dtype), g)  # RowSparse: its values
+        updates = jax.tree.map(scale, updates, is_leaf=is_row_sparse)
         return updates, lr.advance(state)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -10,6 +10,9 @@ Per element::
 With ``l1 == 0`` this is exactly MindSpore's ``v / (1 + eta * l2)`` branch (``sign(v) * |v| == v`` in floating
 point), so one expression serves both. The new parameter is computed directly, so the transformation returns
 ``new_p - p`` as its update and must be the last block of a chain.
+
+A :class:`~jaxopt_ms.sparse.RowSparse` gradient updates only its (deduplicated) rows with the same rule
+(MindSpore's ``FusedSparseProximalAdagrad``); the update is then a ``RowSparse`` (reference §2.8).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._tree import require_params, unzip
+from jaxopt_ms.sparse import RowSparse, is_row_sparse, update_rows
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = ["ProximalAdagradState", "apply_proximal_adagrad", "proximal_adagrad_update", "proximal_step"]
@@ -77,10 +81,16 @@ def apply_proximal_adagrad(learning_rate: LearningRateLike = 0.001, initial_accu
     def update_fn(updates, state, params=None):
         require_params(params, "proximal_adagrad")
         rate = state.lr.learning_rate
-        out = jax.tree.map(lambda g, p, a: proximal_adagrad_update(g, p, a, lr=rate, l1=l1, l2=l2),
-                           updates, params, state.accum)
-        new_p, accum = unzip(out, updates, 2)
-        deltas = jax.tree.map(lambda n, p: (n - p).astype(p.dtype), new_p, params)
+        rule = lambda g, p, a: proximal_adagrad_update(g, p, a, lr=rate, l1=l1, l2=l2)
+
+        def leaf(g, p, a):
+            if isinstance(g, RowSparse):
+                return update_rows(rule, g, p, a)
+            new_p, a = rule(g, p, a)
+            return (new_p - p).astype(p.dtype), a
+
+        out = jax.tree.map(leaf, updates, params, state.accum, is_leaf=is_row_sparse)
+        deltas, accum = unzip(out, params, 2)
         return deltas, ProximalAdagradState(accum, lr.advance(state.lr))
 
     return optax.GradientTransformation(init_fn, update_fn)
