@@ -84,10 +84,15 @@ def thor(
         layer_norm_filter: ``(name, leaf) -> bool`` for LayerNorm parameters (default: none).
         layers: optional statistics shapes to allocate the inverses in ``init`` (see ``scale_by_thor``).
 
+    Reference: MindSpore 2.10 ``nn.thor`` (class ``ThorGpu``; its CPU build lacks the ops, so the rule is
+    checked against a NumPy transcription of it).
+
     Example:
-        >>> lr = jnp.full(100, 0.05); damping = jnp.full(100, 0.03)
-        >>> opt = jaxopt_ms.thor(lr, damping, 0.9, batch_size=64, frequency=10)
-        >>> loss, grads, stats = jaxopt_ms.thor_layers.value_grad_and_statistics(loss_fn, params, batch)
+        >>> from jaxopt_ms import register_dense, value_grad_and_statistics
+        >>> params = {'fc': {'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)}}
+        >>> loss_fn = lambda p, x: jnp.mean(register_dense(x, p['fc']['kernel'], p['fc']['bias']) ** 2)
+        >>> opt = jaxopt_ms.thor(jnp.full(100, 0.05), jnp.full(100, 0.03), 0.9, batch_size=4, frequency=10)
+        >>> loss, grads, stats = value_grad_and_statistics(loss_fn, params, jnp.ones((4, 3)))
         >>> updates, state = opt.update(grads, opt.init(params), params, statistics=stats)
     """
     momentum = check_float_range("momentum", momentum, _NAME, 0.0)
