@@ -13,6 +13,9 @@ in between; ``damping[k]`` uses THOR's own counter.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -406,3 +409,11 @@ def test_validation(kwargs, error):
     args.update(kwargs)
     with pytest.raises(error):
         jaxopt_ms.thor(**args)
+
+
+def test_readme_thor_example_runs():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "jaxopt_ms.thor(" in b)
+    namespace: dict = {}
+    exec(block, namespace)  # noqa: S102 - the README's own example
+    assert np.isfinite(float(namespace["loss"])) and int(namespace["state"][1].count) == 1
