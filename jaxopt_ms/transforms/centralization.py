@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._flat import map_leaves
+
 __all__ = ["centralize_gradients", "qualifies_for_centralization"]
 
 
@@ -22,12 +24,13 @@ def qualifies_for_centralization(shape: tuple[int, ...]) -> bool:
 
 
 def _centralize(g: jax.Array) -> jax.Array:
-    if not qualifies_for_centralization(g.shape):
-        return g
     axes = tuple(range(1, g.ndim))
     return g - jnp.mean(g, axis=axes, keepdims=True).astype(g.dtype)
 
 
 def centralize_gradients() -> optax.GradientTransformation:
-    """Subtracts from each qualifying gradient its mean over all axes but the first (see module docstring)."""
-    return optax.stateless_with_tree_map(lambda g, _: _centralize(g))
+    """Subtracts from each qualifying gradient its mean over all axes but the first (see module docstring).
+
+    Works on flat buffers too (:mod:`jaxopt_ms.fused`): the rule needs each leaf's shape, so it maps over leaves.
+    """
+    return optax.stateless(lambda updates, _: map_leaves(_centralize, updates, where=qualifies_for_centralization))
