@@ -248,7 +248,7 @@ def mindspore_results(workload, algorithms: list[str], samples: int) -> list[dic
     try:
         proc = subprocess.run(shlex.split(command) + [os.path.abspath(__file__), "--mindspore-worker",
                                                       json.dumps(spec)],
-                              capture_output=True, text=True, timeout=900)
+                              capture_output=True, text=True, timeout=600)
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except Exception as e:
         print(f"  MindSpore skipped: {type(e).__name__}: {e}", file=sys.stderr)
@@ -407,7 +407,10 @@ def run(args) -> dict:
                 result["optimizer"].append(row)
                 print(f"  {row['algorithm']}: MindSpore CPU {row['step_ms']:.3f} ms", flush=True)
     if not args.no_training:
-        for model in model_workloads(scale):
+        models = model_workloads(scale)
+        if args.models:
+            models = [m for m in models if m.name in args.models.split(",")]
+        for model in models:
             variants, n = training_variants(model)
             interleave(variants, args.repeats, args.rounds)
             base = median_ms(variants[0].samples)
@@ -521,6 +524,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", help="comma-separated subset of workload names (flat,gpt,leaves,...)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 10; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--models", help="comma-separated subset of training-step models (mlp_stack,demo_mlp)")
     parser.add_argument("--no-training", action="store_true", help="skip the whole-training-step probe")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--mindspore-worker", help=argparse.SUPPRESS)
