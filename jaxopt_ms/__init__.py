@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import fused, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -31,6 +31,7 @@ __all__ = [
     "decay_all",
     "equinox_decay_filter",
     "flax_decay_filter",
+    "fused",
     "lazy_adam",
     "mindspore_decay_filter",
     "mindspore_lars_filter",

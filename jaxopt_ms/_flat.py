@@ -24,7 +24,19 @@ import numpy as np
 
 from jaxopt_ms.names import param_names
 
-__all__ = ["FlatParams", "Layout", "LeafSlot", "flatten", "is_flat", "leaf_sums", "map_leaves", "unflatten", "view"]
+__all__ = [
+    "FlatParams",
+    "Layout",
+    "LeafSlot",
+    "flatten",
+    "is_flat",
+    "leaf_sums",
+    "leaf_tree",
+    "map_leaves",
+    "restore",
+    "unflatten",
+    "view",
+]
 
 PartitionFn = Callable[[str, Any], Hashable]
 
@@ -289,3 +301,38 @@ def leaf_sums(tree: Any, method: str = "slices") -> Any:
         return jnp.broadcast_to(jnp.sum(x), jnp.shape(x))
 
     return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def leaf_tree(tree: Any) -> Any:
+    """``tree`` with every :class:`FlatParams` node replaced by the pytree of leaf views it holds.
+
+    For blocks whose per-leaf *state* has another shape than the leaf (AdaFactor's factored row/column
+    moments): build and update that state on ``leaf_tree(params)`` / ``leaf_tree(updates)`` and hand the result
+    back with :func:`restore`. A buffer that is not an array (``optax.MaskedNode`` of another group) gives that
+    object in place of each of its leaves.
+    """
+
+    def one(x):
+        if not isinstance(x, FlatParams):
+            return x
+        leaves = [jax.lax.slice(x.buffers[s.buffer], (s.offset,), (s.offset + s.size,)).reshape(s.shape)
+                  if hasattr(x.buffers[s.buffer], "shape") else x.buffers[s.buffer] for s in x.layout.leaves]
+        return x.layout.treedef.unflatten(leaves)
+
+    return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def restore(template: Any, tree: Any) -> Any:
+    """Inverse of :func:`leaf_tree`: ``tree`` packed back into the buffers of the FlatParams nodes of ``template``."""
+
+    def one(t, x):
+        if not isinstance(t, FlatParams):
+            return x
+        leaves = t.layout.treedef.flatten_up_to(x)
+        buffers = tuple(
+            _concat([jnp.ravel(leaves[i]).astype(spec.dtype) for i in spec.leaves])
+            if hasattr(t.buffers[b], "shape") else t.buffers[b]
+            for b, spec in enumerate(t.layout.buffers))
+        return FlatParams(buffers, t.layout)
+
+    return jax.tree.map(one, template, tree, is_leaf=is_flat)

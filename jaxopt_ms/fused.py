@@ -29,9 +29,21 @@ flat buffers unchanged. A block whose formula depends on a leaf's shape or reduc
 centralization, Lamb / LARS trust ratios, AdaFactor's RMS and factored moments) must use :func:`map_leaves`
 (per-leaf function, buffers re-assembled by one concatenate) or :func:`leaf_sums` (per-leaf sums broadcast over
 the leaf), which are ``jax.tree.map`` / ``jnp.sum`` on ordinary pytrees. A block with per-leaf state of another
-shape (AdaFactor's factored row/column moments) keeps that state per leaf: build it from
-``map_leaves``-style views of the leaves (``unflatten`` of the buffer) and write the update back with
-``map_leaves``; its element-wise leaves still live in the buffers.
+shape (AdaFactor's factored row/column moments) keeps that state per leaf: it builds and updates it on
+:func:`leaf_tree` (the leaf views of every FlatParams node; the identity on ordinary pytrees) and hands its
+update back with :func:`restore` (one concatenate per buffer). Blocks never test for FlatParams themselves.
+
+What the blocks of each family must use (the per-array formula stays one function, called by both paths):
+
+- element-wise rules (SGD, Momentum, Adam, AdamWeightDecay, RMSProp, Adagrad, ProximalAdagrad, FTRL, Adamax,
+  Adadelta, ASGD, Rprop): ``jax.tree.map`` as usual; nothing to do;
+- gradient centralization: :func:`map_leaves` with ``where=qualifies_for_centralization`` (done);
+- Lamb / LARS trust ratios: ``sqrt(leaf_sums(w * w))`` and ``sqrt(leaf_sums(u * u))`` (or :func:`map_leaves`
+  over a per-array ``trust_ratio(w, u)``), then element-wise;
+- AdaFactor: RMS of the update via :func:`leaf_sums`; factored second moments (rank >= 2 leaves) on
+  :func:`leaf_tree` / :func:`restore`, so they stay per leaf inside the fused path.
+
+Optimizers merged later are covered by ``tests/test_fused.py`` once they are listed in ``tests/optimizer_zoo.py``.
 """
 
 from __future__ import annotations
@@ -52,8 +64,10 @@ from jaxopt_ms._flat import (
     flatten,
     is_flat,
     leaf_sums,
+    leaf_tree,
     make_layout,
     map_leaves,
+    restore,
     unflatten,
     view,
 )
@@ -70,8 +84,10 @@ __all__ = [
     "fuse",
     "is_flat",
     "leaf_sums",
+    "leaf_tree",
     "make_layout",
     "map_leaves",
+    "restore",
     "unflatten",
     "view",
 ]

@@ -229,6 +229,20 @@ def test_map_leaves_and_leaf_sums_see_leaves():
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2e-2, atol=1e-5)
 
 
+def test_leaf_tree_and_restore_round_trip():
+    params = make_params()
+    flat = fused.flatten(params)
+    as_tree = fused.leaf_tree({"a": flat, "b": params["emb"]})
+    assert_same_bits([as_tree["a"]], [params])
+    doubled = jax.tree.map(lambda x: x * 2, as_tree)
+    back = fused.restore({"a": flat, "b": params["emb"]}, doubled)
+    assert isinstance(back["a"], fused.FlatParams) and back["a"].layout == flat.layout
+    assert_same_bits([fused.unflatten(back["a"])], [jax.tree.map(lambda x: x * 2, params)])
+    masked = fused.FlatParams((optax.MaskedNode(), flat.buffers[1]), flat.layout)
+    assert isinstance(fused.leaf_tree(masked)["emb"], optax.MaskedNode)
+    assert isinstance(fused.restore(masked, fused.leaf_tree(masked)).buffers[0], optax.MaskedNode)
+
+
 def test_fused_optimizer_inside_optax_chain():
     params, grads = make_params(), grad_sequence(make_params(), steps=2)
     opt = jaxopt_ms.adam(0.01)
