@@ -102,6 +102,16 @@ def _default_filter(arg: str, arguments: dict) -> Callable | None:
     return None
 
 
+def _decays(arguments: dict) -> bool:
+    """Whether any leaf may get weight decay (the decay filter matters)."""
+    active = lambda wd: callable(wd) or (wd is not None and wd > 0.0)
+    wd = arguments.get("weight_decay", 0.0)
+    groups = arguments.get("param_groups")
+    if groups is None:
+        return active(wd)
+    return any(active(g.get("weight_decay", wd)) for g in groups if "params" in g)
+
+
 @dataclasses.dataclass
 class _FactSource:
     """The per-leaf facts one optimizer (and the optimizers it wraps) decides by, and how to rebuild it."""
@@ -113,6 +123,8 @@ class _FactSource:
         args = self.optimizer.arguments
         self.filters = {}
         for arg, value in args.items():
+            if arg == "decay_filter" and not _decays(args):
+                continue  # no weight decay anywhere: the filter decides nothing, so it splits no buffer
             if arg.endswith("_filter"):
                 f = value if value is not None else _default_filter(arg, args)
                 if callable(f):

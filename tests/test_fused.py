@@ -272,3 +272,9 @@ def test_errors():
         fopt.init(fused.flatten(make_params()))  # packed without the decay filter's partition
     with pytest.raises(jaxopt_ms.GroupOverlapError):
         fused.fuse(jaxopt_ms.sgd(0.1, param_groups=[{"params": "conv"}, {"params": "conv1"}])).flatten(make_params())
+
+
+def test_filters_split_buffers_only_when_they_decide_something():
+    # no weight decay: MindSpore's gamma/beta rule decides nothing, so one buffer per dtype
+    assert len(fused.fuse(jaxopt_ms.adam(1e-3)).flatten(make_params()).layout.buffers) == 2
+    assert len(fused.fuse(jaxopt_ms.adam(1e-3, weight_decay=0.1)).flatten(make_params()).layout.buffers) == 3
