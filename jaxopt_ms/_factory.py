@@ -14,11 +14,20 @@ from typing import Any
 
 import optax
 
+from jaxopt_ms.validation import check_floating_leaves, check_gradients_match
+
 __all__ = ["Optimizer", "optimizer_factory", "rebuild"]
 
 
 class Optimizer(optax.GradientTransformationExtraArgs):
-    """An ``optax.GradientTransformationExtraArgs`` with ``factory`` and ``arguments`` attributes."""
+    """An ``optax.GradientTransformationExtraArgs`` with ``factory`` and ``arguments`` attributes.
+
+    Inputs MindSpore never sees (docs/behaviour.md): ``init`` raises ``TypeError`` for an integer, boolean or
+    complex parameter leaf; ``update`` raises ``ValueError`` when the gradients' pytree structure or a leaf's
+    shape differs from the parameters'. ``None`` leaves are skipped; an empty pytree is a no-op update (the step
+    count advances). Non-finite gradients are not checked: NaN/Inf flow into the parameters and the per-element
+    state, as in MindSpore without a loss-scale manager.
+    """
 
     factory: Callable[..., Any]
     arguments: dict[str, Any]
@@ -33,7 +42,20 @@ def optimizer_factory(factory: Callable[..., optax.GradientTransformation]) -> C
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         tx = optax.with_extra_args_support(factory(*args, **kwargs))
-        out = Optimizer(tx.init, tx.update)
+        name = factory.__name__
+
+        # Checks at trace time (free under jit): a clear error instead of silent integer/complex arithmetic
+        # or an opaque tree_map failure deep inside a block.
+        def init(params: Any) -> Any:
+            check_floating_leaves(params, name)
+            return tx.init(params)
+
+        def update(updates: Any, state: Any, params: Any = None, **extra_args: Any) -> Any:
+            if params is not None:
+                check_gradients_match(updates, params, name)
+            return tx.update(updates, state, params, **extra_args)
+
+        out = Optimizer(init, update)
         out.factory = wrapper
         out.arguments = dict(bound.arguments)
         return out

@@ -211,6 +211,13 @@ def view(flat: FlatParams) -> Any:
     return flat.layout.treedef.unflatten(_leaf_views(flat.layout, flat.buffers))
 
 
+def _leaf_arg(x: Any, b: int, s: LeafSlot) -> Any:
+    buf = x.buffers[b]
+    if not hasattr(buf, "shape"):  # a per-buffer value (e.g. a mask bool): the same for every leaf of the buffer
+        return buf
+    return jax.lax.slice(buf, (s.offset,), (s.offset + s.size,)).reshape(s.shape)
+
+
 def _map_flat(fn: Callable, node: FlatParams, rest: tuple[FlatParams, ...], where: Callable | None) -> FlatParams:
     buffers = []
     for b, spec in enumerate(node.layout.buffers):
@@ -222,13 +229,14 @@ def _map_flat(fn: Callable, node: FlatParams, rest: tuple[FlatParams, ...], wher
         if where is not None and not any(where(s.shape) for s in slots):
             buffers.append(buf)
             continue
-        parts = []
+        outs = []
         for s in slots:
-            args = [jax.lax.slice(x.buffers[b], (s.offset,), (s.offset + s.size,)).reshape(s.shape)
-                    for x in (node, *rest)]
-            out = fn(*args) if where is None or where(s.shape) else args[0]
-            parts.append(jnp.ravel(out).astype(spec.dtype))
-        buffers.append(_concat(parts))
+            args = [_leaf_arg(x, b, s) for x in (node, *rest)]
+            outs.append(fn(*args) if where is None or where(s.shape) else args[0])
+        if isinstance(outs[0], tuple):  # several outputs per leaf: a tuple of buffers (see _tree.unzip)
+            buffers.append(tuple(_concat([jnp.ravel(o[k]) for o in outs]) for k in range(len(outs[0]))))
+        else:
+            buffers.append(_concat([jnp.ravel(o).astype(spec.dtype) for o in outs]))
     return FlatParams(tuple(buffers), node.layout)
 
 
@@ -237,7 +245,10 @@ def map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any, where: Callable[[t
 
     The hook for blocks whose formula is per leaf (centralization, a trust ratio, ...): on an ordinary pytree it
     is ``jax.tree.map``; on a :class:`FlatParams` node, ``fn`` gets each leaf's view (with its shape) and the
-    results are re-assembled with one concatenate per buffer. ``fn`` must return an array of the leaf's shape.
+    results are re-assembled with one concatenate per buffer. ``fn`` returns an array of the leaf's shape, or a
+    tuple of such arrays (then each buffer holds a tuple, which ``jaxopt_ms._tree.unzip`` splits as usual). A
+    non-array child of a FlatParams in ``rest`` (e.g. a mask bool from ``leaf_mask``) is a per-buffer value and
+    is passed as it is to every leaf of that buffer.
 
     Args:
         fn: the per-array function (the same one the per-leaf path uses).

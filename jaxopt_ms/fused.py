@@ -56,7 +56,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxopt_ms._factory import Optimizer, rebuild
+from jaxopt_ms._factory import Optimizer
 from jaxopt_ms._flat import (
     FlatParams,
     Layout,
@@ -95,11 +95,13 @@ __all__ = [
 Facts = tuple[tuple[str, Hashable], ...]
 
 
-def _default_filter(arg: str, arguments: dict) -> Callable | None:
-    """What a factory uses for a ``*_filter`` argument left at ``None``."""
-    if arg == "decay_filter":
-        return decay_all if arguments.get("param_groups") is not None else mindspore_decay_filter
-    return None
+def _default_filter(arg: str, optimizer: Optimizer) -> Callable | None:
+    """What a factory uses for a ``*_filter`` argument left at ``None`` (a factory whose default differs from
+    MindSpore's name rule says so in its ``default_<arg>`` attribute, e.g. ``ftrl.default_decay_filter``)."""
+    if arg == "decay_filter" and optimizer.arguments.get("param_groups") is not None:
+        return decay_all
+    default = mindspore_decay_filter if arg == "decay_filter" else None
+    return getattr(optimizer.factory, f"default_{arg}", default)
 
 
 def _decays(arguments: dict) -> bool:
@@ -126,7 +128,7 @@ class _FactSource:
             if arg == "decay_filter" and not _decays(args):
                 continue  # no weight decay anywhere: the filter decides nothing, so it splits no buffer
             if arg.endswith("_filter"):
-                f = value if value is not None else _default_filter(arg, args)
+                f = value if value is not None else _default_filter(arg, self.optimizer)
                 if callable(f):
                     self.filters[arg] = f
         self.groups = None
@@ -176,7 +178,7 @@ class _FactSource:
             overrides["param_groups"] = groups
         for arg, src in self.inner.items():
             overrides[arg] = src.rebuild_for(layout)
-        return rebuild(self.optimizer, **overrides)
+        return self.optimizer.factory(**{**self.optimizer.arguments, **overrides})  # as _factory.rebuild
 
 
 class FusedOptimizer(optax.GradientTransformationExtraArgs):

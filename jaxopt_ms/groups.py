@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -102,13 +102,35 @@ def _parse_groups(param_groups: Any, opt_name: str) -> list[dict]:
                     f"For '{opt_name}', 'order_params' must be alone in its dict, but group {i} has keys "
                     f"{sorted(group)}."
                 )
+            order = group["order_params"]
+            if order is not None and (isinstance(order, str) or not isinstance(order, Iterable)):
+                raise TypeError(
+                    f"For '{opt_name}', 'order_params' must be None or an iterable of parameter names, but got "
+                    f"type '{type(order).__name__}' (value {order!r})."
+                )
             continue  # the order is the pytree's; MindSpore's reordering has no numerical effect
         if "params" not in group:
             raise KeyError(f"For '{opt_name}', parameter group {i} has no 'params' key: {group!r}.")
         groups.append(dict(group, _index=len(groups)))
     if not groups:
         raise ValueError(f"For '{opt_name}', 'param_groups' must hold at least one group with 'params'.")
+    _check_name_lists(groups, opt_name)
     return groups
+
+
+def _check_name_lists(groups: list[dict], opt_name: str) -> None:
+    """Overlaps between groups given as name lists are known before ``init``: raise at construction."""
+    owner: dict[str, int] = {}
+    for g in groups:
+        spec = g["params"]
+        if not isinstance(spec, (list, tuple, set, frozenset)):
+            continue
+        for name in spec:
+            if isinstance(name, str) and owner.setdefault(name, g["_index"]) != g["_index"]:
+                raise GroupOverlapError(
+                    f"For '{opt_name}', the parameter '{name}' is selected by groups {[owner[name], g['_index']]}; "
+                    f"parameter groups must not overlap (the {name} parameter already exists in another group)."
+                )
 
 
 def with_param_groups(

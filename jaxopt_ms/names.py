@@ -16,6 +16,8 @@ from typing import Any
 
 import jax
 
+from jaxopt_ms.sparse import is_row_sparse
+
 __all__ = [
     "decay_all",
     "equinox_decay_filter",
@@ -46,11 +48,13 @@ def path_name(path: tuple) -> str:
 def param_names(params: Any) -> Any:
     """A pytree of strings with the structure of ``params``: each leaf's dotted path name.
 
+    A :class:`jaxopt_ms.sparse.RowSparse` gradient counts as one leaf.
+
     Example:
         >>> jaxopt_ms.param_names({'conv1': {'weight': 0.0}, 'bn1.gamma': 1.0})
         {'bn1.gamma': 'bn1.gamma', 'conv1': {'weight': 'conv1.weight'}}
     """
-    return jax.tree_util.tree_map_with_path(lambda path, _: path_name(path), params)
+    return jax.tree_util.tree_map_with_path(lambda path, _: path_name(path), params, is_leaf=is_row_sparse)
 
 
 def mindspore_decay_filter(name: str, leaf: Any = None) -> bool:

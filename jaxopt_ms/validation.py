@@ -15,11 +15,19 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import numpy as np
+
+from jaxopt_ms.sparse import RowSparse
+
 __all__ = [
     "check_bool",
+    "check_floating_leaves",
+    "check_gradients_match",
     "check_callable",
     "check_float",
     "check_float_range",
+    "check_gradient_transformation",
     "check_int",
     "check_loss_scale",
     "check_number",
@@ -137,4 +145,65 @@ def check_callable(arg_name: str, value: Any, opt_name: str) -> Callable:
     """Callable (e.g. a name filter ``(name, leaf) -> bool``)."""
     if not callable(value):
         raise _type_error(opt_name, arg_name, "callable", value)
+    return value
+
+
+def _leaf_names(tree: Any) -> list[str]:
+    from jaxopt_ms.names import path_name
+
+    return [path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def check_floating_leaves(params: Any, opt_name: str) -> None:
+    """Every parameter leaf must be a real floating-point array (float16, bfloat16, float32, float64).
+
+    Raises:
+        TypeError: an integer, boolean or complex leaf, naming it and its dtype (MindSpore optimizes float
+            Parameters only; keep such leaves out of the optimizer, e.g. with ``optax.partition``).
+    """
+    for name, leaf in zip(_leaf_names(params), jax.tree.leaves(params)):
+        dtype = getattr(leaf, "dtype", None)
+        dtype = np.asarray(leaf).dtype if dtype is None else dtype
+        if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+            raise TypeError(
+                f"For '{opt_name}', every parameter must be a real floating-point array, but the leaf "
+                f"'{name}' has dtype '{dtype}'. Keep integer, boolean and complex leaves out of the optimizer "
+                f"(e.g. optax.partition with optax.set_to_zero)."
+            )
+
+
+def check_gradients_match(updates: Any, params: Any, opt_name: str) -> None:
+    """The gradients must have the parameters' pytree structure and, leaf by leaf, their shape.
+
+    A gradient leaf may itself be a pytree node where the parameter is one array: a row-sparse gradient
+    (:class:`~jaxopt_ms.sparse.RowSparse`) is compared by its ``dense_shape``, other nodes are not compared.
+
+    Raises:
+        ValueError: a different structure (naming both) or a leaf whose shape differs (naming it).
+    """
+    treedef = jax.tree.structure(params)
+    try:
+        grads = treedef.flatten_up_to(updates)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"For '{opt_name}', the gradients must have the structure of the parameters, but got "
+            f"{jax.tree.structure(updates)} for parameters {treedef}."
+        ) from e
+    for name, g, p in zip(_leaf_names(params), grads, jax.tree.leaves(params)):
+        g_shape, p_shape = getattr(g, "shape", None), getattr(p, "shape", None)
+        comparable = isinstance(g, (jax.Array, np.ndarray, RowSparse))
+        if comparable and p_shape is not None and tuple(g_shape) != tuple(p_shape):
+            raise ValueError(
+                f"For '{opt_name}', the gradient of '{name}' has shape {tuple(g_shape)} but the parameter has "
+                f"shape {tuple(p_shape)}."
+            )
+
+
+def check_gradient_transformation(arg_name: str, value: Any, opt_name: str) -> Any:
+    """An ``optax.GradientTransformation`` (anything with callable ``init`` and ``update``)."""
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(
+            f"For '{opt_name}', the '{arg_name}' should be an optax.GradientTransformation (with init and update), "
+            f"but got type '{type(value).__name__}' (value {value!r})."
+        )
     return value

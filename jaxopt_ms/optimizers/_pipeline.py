@@ -2,7 +2,9 @@
 
     decay_weight -> gradients_centralization -> scale_grad -> <the optimizer's direction> -> -lr(k)
 
-Blocks that are the identity for the given hyperparameters are left out of the chain.
+Blocks that are the identity for the given hyperparameters are left out of the chain. Row-sparse gradients
+(:class:`~jaxopt_ms.sparse.RowSparse`) are rejected with a ``TypeError`` unless the direction has a sparse path
+(``row_sparse=True``: Adam, LazyAdam, FTRL, ProximalAdagrad, as in MindSpore, reference §2.8).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import optax
 
 from jaxopt_ms.groups import GroupConfig
+from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.centralization import centralize_gradients
 from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
 from jaxopt_ms.transforms.loss_scale import unscale_gradients
@@ -20,9 +23,16 @@ def _is_active(weight_decay) -> bool:
     return callable(weight_decay) or weight_decay > 0.0
 
 
-def preprocess(cfg: GroupConfig, loss_scale: float = 1.0) -> list[optax.GradientTransformation]:
-    """Weight decay, gradient centralization and loss-scale division, in MindSpore's order."""
-    blocks = []
+def preprocess(cfg: GroupConfig, loss_scale: float = 1.0, *, opt_name: str = "this optimizer",
+               row_sparse: bool = False) -> list[optax.GradientTransformation]:
+    """Weight decay, gradient centralization and loss-scale division, in MindSpore's order.
+
+    Args:
+        opt_name: the MindSpore class name, for error messages.
+        row_sparse: the optimizer has a sparse path; when False a :class:`~jaxopt_ms.sparse.RowSparse` gradient
+            leaf raises a ``TypeError`` naming ``opt_name`` and the leaf (reference §2.8).
+    """
+    blocks = [] if row_sparse else [reject_row_sparse(opt_name)]
     if _is_active(cfg.weight_decay):
         blocks.append(add_decayed_weights(cfg.weight_decay, loss_scale, cfg.decay_filter))
     if cfg.grad_centralization:
@@ -32,7 +42,8 @@ def preprocess(cfg: GroupConfig, loss_scale: float = 1.0) -> list[optax.Gradient
     return blocks
 
 
-def mindspore_chain(direction: optax.GradientTransformation, cfg: GroupConfig, loss_scale: float = 1.0
-                    ) -> optax.GradientTransformation:
-    """``preprocess`` then ``direction`` then ``p -= lr(k) * d``."""
-    return optax.chain(*preprocess(cfg, loss_scale), direction, scale_by_learning_rate(cfg.learning_rate))
+def mindspore_chain(direction: optax.GradientTransformation, cfg: GroupConfig, loss_scale: float = 1.0, *,
+                    row_sparse: bool = False, opt_name: str = "this optimizer") -> optax.GradientTransformation:
+    """``preprocess`` then ``direction`` then ``p -= lr(k) * d`` (``row_sparse``, ``opt_name``: see ``preprocess``)."""
+    return optax.chain(*preprocess(cfg, loss_scale, opt_name=opt_name, row_sparse=row_sparse), direction,
+                       scale_by_learning_rate(cfg.learning_rate))

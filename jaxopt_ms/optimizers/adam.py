@@ -9,6 +9,7 @@ import optax
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import GroupConfig, with_param_groups
 from jaxopt_ms.optimizers._pipeline import mindspore_chain
+from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.adam import scale_by_adam
 from jaxopt_ms.transforms.adam_weight_decay import scale_by_adam_weight_decay
 from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
@@ -28,10 +29,11 @@ def check_adam_args(name: str, beta1, beta2, eps, **flags) -> None:
 
 
 def _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale, use_amsgrad,
-                 param_groups, decay_filter, allow_dynamic_weight_decay=True):
+                 param_groups, decay_filter, allow_dynamic_weight_decay=True, lazy=False):
     loss_scale = check_loss_scale(loss_scale, name)
+    direction = lambda: scale_by_adam(beta1, beta2, eps, use_nesterov, use_amsgrad, lazy=lazy)
     return with_param_groups(
-        lambda cfg: mindspore_chain(scale_by_adam(beta1, beta2, eps, use_nesterov, use_amsgrad), cfg, loss_scale),
+        lambda cfg: mindspore_chain(direction(), cfg, loss_scale, row_sparse=True, opt_name=name),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name, allow_dynamic_weight_decay=allow_dynamic_weight_decay,
     )
@@ -50,6 +52,9 @@ def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False
     weight decay, gradient centralization (groups) and loss-scale division. ``use_locking`` is validated and
     has no effect (JAX updates are functional). ``use_lazy=True`` is :func:`lazy_adam`; ``use_offload=True`` is
     :func:`adam_offload`. Reference: MindSpore 2.10 ``nn.Adam``.
+
+    A :class:`~jaxopt_ms.sparse.RowSparse` gradient leaf follows MindSpore's non-lazy sparse Adam: dense Adam on
+    the densified gradient (every row's moments decay), without forming the dense gradient.
 
     Example:
         >>> opt = jaxopt_ms.adam(1e-3, eps=1e-6, weight_decay=1e-4, loss_scale=128.0)
@@ -82,11 +87,20 @@ def lazy_adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=
     """MindSpore's LazyAdam: exactly :func:`adam` on dense gradients; on row-sparse gradients only the touched
     rows of the parameter and of both moments change (see :mod:`jaxopt_ms.sparse`).
 
+    Per touched row ``r`` (duplicates summed first; weight decay added per entry before that):
+    ``m_r = b1 m_r + (1-b1) g_r``, ``v_r = b2 v_r + (1-b2) g_r²``,
+    ``p_r -= lr sqrt(1-b2p)/(1-b1p) num_r / (sqrt(v_r) + eps)`` with the global beta powers, advanced every
+    call; the update is a ``RowSparse`` that ``optax.apply_updates`` scatter-adds. Cost: the touched rows.
+
     ``weight_decay`` must be a float (MindSpore rejects an int and a dynamic weight decay). Reference:
     MindSpore 2.10 ``nn.LazyAdam``.
 
     Example:
         >>> opt = jaxopt_ms.lazy_adam(1e-3)
+        >>> params = {'emb': jnp.ones((1000, 8))}
+        >>> grads = {'emb': jaxopt_ms.sparse.RowSparse(jnp.array([3, 7, 3]), jnp.ones((3, 8)), (1000, 8))}
+        >>> updates, state = opt.update(grads, opt.init(params), params)
+        >>> params = optax.apply_updates(params, updates)   # rows 3 and 7 change
     """
     name = "LazyAdam"
     check_adam_args(name, beta1, beta2, eps, use_locking=use_locking, use_nesterov=use_nesterov)
@@ -96,7 +110,7 @@ def lazy_adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=
             f"'{type(weight_decay).__name__}' (value {weight_decay!r})."
         )
     return _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale, False,
-                        param_groups, decay_filter, allow_dynamic_weight_decay=False)
+                        param_groups, decay_filter, allow_dynamic_weight_decay=False, lazy=True)
 
 
 @optimizer_factory
@@ -120,7 +134,7 @@ def adam_weight_decay(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weig
     def build(cfg: GroupConfig) -> optax.GradientTransformation:
         if cfg.grad_centralization:
             warnings.warn("AdamWeightDecay ignores 'grad_centralization', as MindSpore does.", stacklevel=3)
-        blocks = [scale_by_adam_weight_decay(beta1, beta2, eps)]
+        blocks = [reject_row_sparse(name), scale_by_adam_weight_decay(beta1, beta2, eps)]
         if callable(cfg.weight_decay) or cfg.weight_decay > 0.0:
             blocks.append(add_decayed_weights(cfg.weight_decay, 1.0, cfg.decay_filter))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))

@@ -37,7 +37,7 @@ def sgd(learning_rate=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nester
         )
     loss_scale = check_loss_scale(loss_scale, name)
     return with_param_groups(
-        lambda cfg: mindspore_chain(scale_by_sgd(momentum, dampening, nesterov), cfg, loss_scale),
+        lambda cfg: mindspore_chain(scale_by_sgd(momentum, dampening, nesterov), cfg, loss_scale, opt_name=name),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name, allow_dynamic_weight_decay=False,
     )
@@ -60,7 +60,8 @@ def momentum(learning_rate, momentum, weight_decay=0.0, loss_scale=1.0, use_nest
     check_bool("use_nesterov", use_nesterov, name)
     loss_scale = check_loss_scale(loss_scale, name)
     return with_param_groups(
-        lambda cfg: mindspore_chain(optax.trace(decay=momentum_value, nesterov=use_nesterov), cfg, loss_scale),
+        lambda cfg: mindspore_chain(optax.trace(decay=momentum_value, nesterov=use_nesterov), cfg, loss_scale,
+                                    opt_name=name),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,
     )

@@ -7,6 +7,14 @@
 
 ``eps`` is added to the square root of the *uncorrected* second moment (TensorFlow's "epsilon hat"), unlike
 ``optax.scale_by_adam``. The learning rate is applied by a later block (``p -= lr * d``).
+
+Row-sparse gradients (:class:`~jaxopt_ms.sparse.RowSparse`, deduplicated first, reference §2.8, §3.3, §3.5):
+
+* ``lazy=False`` (MindSpore's Adam): dense Adam on the densified gradient. Every row's moments decay
+  (``m <- b1 m``, ``v <- b2 v``); the touched rows get the full formula; the direction is dense. The step is
+  table-sized by definition; the dense gradient is formed by one scatter (the fastest form measured).
+* ``lazy=True`` (LazyAdam): only the touched rows of ``m``, ``v`` change; the direction is a ``RowSparse`` of the
+  touched rows (so the parameter changes only there); ``b1p``, ``b2p`` advance every call. Cost: the touched rows.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import numpy as np
 import optax
 
 from jaxopt_ms._tree import unzip
+from jaxopt_ms.sparse import RowSparse, coalesce, densify, gather_rows, is_row_sparse, set_rows
 
 __all__ = ["ScaleByAdamState", "adam_direction", "adam_moments", "scale_by_adam"]
 
@@ -41,14 +50,41 @@ def adam_moments(g, m, v, beta1: float, beta2: float):
 
 
 def adam_direction(g, m, v, correction, beta1: float, eps: float, use_nesterov: bool):
-    """``correction * num / (sqrt(v) + eps)`` with ``num = b1 m + (1 - b1) g`` under nesterov, else ``m``."""
-    num = beta1 * m + (1.0 - beta1) * g if use_nesterov else m
-    return (correction.astype(g.dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
+    """``correction * num / (sqrt(v) + eps)`` with ``num = b1 m + (1 - b1) g`` under nesterov, else ``m``.
+
+    Low-precision leaves are computed in float32 (cast back to ``g.dtype``): in float16 ``eps = 1e-8`` rounds to 0
+    and a zero gradient would give ``0 / 0``. Float32 leaves are unaffected.
+    """
+    dtype = jnp.promote_types(g.dtype, jnp.float32)
+    g_, m, v = g.astype(dtype), m.astype(dtype), v.astype(dtype)
+    num = beta1 * m + (1.0 - beta1) * g_ if use_nesterov else m
+    return (correction.astype(dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
+
+
+def sparse_adam_leaf(g: RowSparse, m, v, correction, beta1: float, beta2: float, eps: float, use_nesterov: bool,
+                     lazy: bool):
+    """One row-sparse Adam leaf: ``(direction, m, v)``; see the module docstring for ``lazy``."""
+    if not lazy:
+        # MindSpore's sparse Adam is dense Adam on the densified gradient: every row's moments decay, so the
+        # step is table-sized anyway; one scatter into zeros then the fused dense formula is the fastest form
+        # measured on CPU (benchmarks/sparse_embedding.py) and the same arithmetic as the dense path.
+        g_dense = densify(g)
+        m, v = adam_moments(g_dense, m, v, beta1, beta2)
+        return adam_direction(g_dense, m, v, correction, beta1, eps, use_nesterov), m, v
+    g = coalesce(g)
+    rows, g_rows = g.indices, g.values
+    m_rows, v_rows = adam_moments(g_rows, gather_rows(m, rows), gather_rows(v, rows), beta1, beta2)
+    d_rows = adam_direction(g_rows, m_rows, v_rows, correction, beta1, eps, use_nesterov)
+    return RowSparse(rows, d_rows, g.dense_shape), set_rows(m, rows, m_rows), set_rows(v, rows, v_rows)
 
 
 def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, use_nesterov: bool = False,
-                  use_amsgrad: bool = False) -> optax.GradientTransformation:
-    """MindSpore Adam's direction ``d`` (see the module docstring); state ``ScaleByAdamState``."""
+                  use_amsgrad: bool = False, *, lazy: bool = False) -> optax.GradientTransformation:
+    """MindSpore Adam's direction ``d`` (see the module docstring); state ``ScaleByAdamState``.
+
+    ``lazy`` only matters for :class:`~jaxopt_ms.sparse.RowSparse` gradient leaves (LazyAdam's sparse path);
+    ``use_amsgrad`` has no sparse path (``TypeError``, as in MindSpore).
+    """
     b1 = np.float32(beta1)
     b2 = np.float32(beta2)
 
@@ -67,6 +103,21 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, u
         b1p = state.beta1_power * b1
         b2p = state.beta2_power * b2
         correction = jnp.sqrt(1.0 - b2p) / (1.0 - b1p)
+        if any(is_row_sparse(x) for x in jax.tree.leaves(updates, is_leaf=is_row_sparse)):
+            if use_amsgrad:
+                raise TypeError("For 'Adam', 'use_amsgrad=True' has no sparse path (as in MindSpore): got a "
+                                "RowSparse gradient; densify it with jaxopt_ms.sparse.densify or turn amsgrad off.")
+
+            def leaf(g, m, v):
+                if isinstance(g, RowSparse):
+                    return sparse_adam_leaf(g, m, v, correction, beta1, beta2, eps, use_nesterov, lazy)
+                m, v = adam_moments(g, m, v, beta1, beta2)
+                return adam_direction(g, m, v, correction, beta1, eps, use_nesterov), m, v
+
+            out = jax.tree.map(leaf, updates, state.moment1, state.moment2, is_leaf=is_row_sparse)
+            treedef = jax.tree.structure(updates, is_leaf=is_row_sparse)
+            direction, m, v = (treedef.unflatten(x) for x in zip(*treedef.flatten_up_to(out)))
+            return direction, ScaleByAdamState(b1p, b2p, m, v, None)
         moments = jax.tree.map(lambda g, m, v: adam_moments(g, m, v, beta1, beta2),
                                updates, state.moment1, state.moment2)
         m, v = unzip(moments, updates, 2)

@@ -4,7 +4,8 @@ Forms (MindSpore ``Optimizer`` §2.2):
 
 * ``float`` / ``int`` (``bool`` too) ``>= 0``, or a 0-d array: fixed.
 * 1-d array, list or tuple: dynamic, update ``k`` (0-based) uses element ``k``. MindSpore raises past the end;
-  a jitted update cannot raise, so the last element is held (documented policy).
+  a jitted update cannot raise, so the last element is held (documented policy). An empty one is a
+  ``ValueError`` at construction (MindSpore accepts it and fails at the first step).
 * any callable ``step -> lr`` (an Optax schedule or one of :mod:`jaxopt_ms.schedules`): dynamic.
 
 MindSpore reads the learning rate *before* it increments ``global_step``: update ``k`` uses ``lr(k)``.
@@ -16,13 +17,15 @@ uses, so that :func:`current_lr` is a plain read and a fixed learning rate can b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxopt_ms.sparse import is_row_sparse, map_values
 
 __all__ = [
     "LearningRate",
@@ -127,7 +130,13 @@ def resolve_learning_rate(learning_rate: Any, opt_name: str = "Optimizer", arg_n
         )
     if callable(learning_rate):
         return LearningRate("schedule", learning_rate)
-    if isinstance(learning_rate, (list, tuple)):
+    if isinstance(learning_rate, str):
+        # MindSpore converts any Iterable with np.array(list(x)).astype(float32): a str fails with ValueError.
+        raise ValueError(
+            f"For '{opt_name}', the '{arg_name}' must be a number, an array, a sequence of numbers or a callable "
+            f"schedule, but got a str {learning_rate!r}."
+        )
+    if isinstance(learning_rate, Iterable):  # list, tuple, range, generator... as MindSpore's `Iterable`
         try:
             arr = np.asarray(list(learning_rate), np.float32)
         except (TypeError, ValueError) as e:
@@ -172,7 +181,8 @@ def scale_by_learning_rate(learning_rate: LearningRateLike, *, flip_sign: bool =
     def update_fn(updates, state, params=None):
         del params
         step = sign * state.learning_rate
-        updates = jax.tree.map(lambda g: (step * g).astype(g.dtype), updates)
+        scale = lambda g: map_values(lambda x: (step * x).astype(x.dtype), g)  # RowSparse: its values
+        updates = jax.tree.map(scale, updates, is_leaf=is_row_sparse)
         return updates, lr.advance(state)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -1,15 +1,19 @@
 """Loss-scale division inside the optimizer (``Optimizer.scale_grad``).
 
 ``g <- g * f32(1 / loss_scale)`` when ``loss_scale != 1``: multiplication by the float32 reciprocal, not
-division (bit-exact with MindSpore, reference §2.6). Use it with gradients that arrive still scaled
+division (bit-exact with MindSpore, reference §2.6);
+the values of a :class:`~jaxopt_ms.sparse.RowSparse` gradient. Use it with gradients that arrive still scaled
 (MindSpore's ``FixedLossScaleManager(drop_overflow_update=False)``); the wrappers in
 :mod:`jaxopt_ms.loss_scale` unscale themselves.
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import optax
+
+from jaxopt_ms.sparse import is_row_sparse, map_values
 
 __all__ = ["unscale_gradients"]
 
@@ -19,4 +23,10 @@ def unscale_gradients(loss_scale: float = 1.0) -> optax.GradientTransformation:
     if float(loss_scale) == 1.0:
         return optax.identity()
     reciprocal = np.float32(1.0 / float(loss_scale))
-    return optax.stateless_with_tree_map(lambda g, _: g * reciprocal.astype(g.dtype))
+
+    def update_fn(updates, state, params=None):
+        del params
+        unscale = lambda g: map_values(lambda x: x * reciprocal.astype(x.dtype), g)
+        return jax.tree.map(unscale, updates, is_leaf=is_row_sparse), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)

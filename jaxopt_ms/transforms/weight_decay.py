@@ -4,6 +4,9 @@
 centralization and before loss-scale division, so that after division the effective gradient is
 ``g / s + wd * w`` (reference §1, §2.4). With ``loss_scale=1`` it is also AdamWeightDecay's decoupled term
 ``u + wd * w`` (applied to the update direction before the learning rate).
+
+A :class:`~jaxopt_ms.sparse.RowSparse` gradient gets ``values += w[indices] * wd`` per entry, before
+deduplication: a row listed twice is decayed twice, untouched rows are not decayed (reference §2.4).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, param_names
+from jaxopt_ms.sparse import RowSparse, gather_rows, is_row_sparse
 
 __all__ = ["AddDecayedWeightsState", "add_decayed_weights", "leaf_mask"]
 
@@ -31,7 +36,15 @@ class AddDecayedWeightsState(NamedTuple):
 
 def leaf_mask(tree: Any, name_filter: NameFilter) -> Any:
     """A pytree of Python bools: ``name_filter(name, leaf)`` for each leaf of ``tree``."""
-    return jax.tree.map(lambda n, x: bool(name_filter(n, x)), param_names(tree), tree)
+    return jax.tree.map(lambda n, x: bool(name_filter(n, x)), param_names(tree), tree, is_leaf=is_row_sparse)
+
+
+def _decay(g, w, wd):
+    if isinstance(g, RowSparse):
+        # MindSpore: values += gather(w, indices) * wd per entry, before dedup (a repeated row decays twice)
+        values = (g.values + gather_rows(w, g.indices) * wd.astype(w.dtype)).astype(g.values.dtype)
+        return RowSparse(g.indices, values, g.dense_shape)
+    return (g + w * wd.astype(w.dtype)).astype(g.dtype)
 
 
 def add_decayed_weights(
@@ -60,16 +73,14 @@ def add_decayed_weights(
         return AddDecayedWeightsState(count=jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(optax.NO_PARAMS_MSG)
+        require_params(params, "add_decayed_weights")
         if dynamic:
             wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) * np.float32(loss_scale)
         else:
             wd = jnp.asarray(fixed)
         mask = leaf_mask(params, decay_filter)
-        updates = jax.tree.map(
-            lambda g, w, m: (g + w * wd.astype(w.dtype)).astype(g.dtype) if m else g, updates, params, mask
-        )
+        updates = jax.tree.map(lambda g, w, m: _decay(g, w, wd) if m else g, updates, params, mask,
+                               is_leaf=is_row_sparse)
         return updates, AddDecayedWeightsState(optax.safe_int32_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,265 @@
+"""Reliability of every optimizer in tests/optimizer_zoo.py: orbax checkpoints, resumed and repeated runs
+bit-identical, bad pytrees, non-finite gradients (docs/behaviour.md) and dtypes float16 / bfloat16 / float32 /
+float64 (x64)."""
+
+import functools
+import inspect
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+from optimizer_zoo import ZOO
+
+import jaxopt_ms
+
+IDS = [name for name, _, _ in ZOO]
+STEPS = 6
+SHAPES = {"conv1.weight": (2, 16, 3, 3), "fc.weight": (3, 16), "fc.bias": (3,), "bn1.gamma": (2,)}
+
+
+def _params(dtype=jnp.float32):
+    rng = np.random.RandomState(0)
+    return {k: jnp.asarray(rng.randn(*s), dtype) for k, s in SHAPES.items()}
+
+
+def _batches(n=STEPS):
+    rng = np.random.RandomState(1)
+    return [{k: rng.randn(*s).astype(np.float32) for k, s in SHAPES.items()} for _ in range(n)]
+
+
+def _loss(params, batch):
+    return sum(jnp.sum(jnp.tanh(p.astype(jnp.float32)) * batch[k]) + 0.05 * jnp.sum(jnp.square(p.astype(jnp.float32)))
+               for k, p in params.items())
+
+
+def _variant(factory, kwargs, variant):
+    """``plain``; ``groups`` (a per-step lr list on the conv, a fixed lr on fc.*, bn1.gamma in no group);
+    ``chain`` (global-norm clipping before the optimizer)."""
+    if variant == "plain":
+        return factory(**kwargs)
+    if variant == "groups":
+        return factory(**kwargs, param_groups=[
+            {"params": "^conv", "lr": [0.05, 0.04, 0.03, 0.02, 0.01, 0.005]},
+            {"params": ["fc.weight", "fc.bias"], "lr": 0.02},
+        ])
+    return optax.chain(optax.clip_by_global_norm(1.0), factory(**kwargs))
+
+
+def _step_fn(opt):
+    @jax.jit
+    def step(params, state, batch):
+        grads = jax.grad(_loss)(params, batch)
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+    return step
+
+
+def _train(opt, params, state, batches, step=None):
+    step = step or _step_fn(opt)
+    for b in batches:
+        params, state = step(params, state, b)
+    return params, state
+
+
+def _assert_bitwise(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["plain", "groups", "chain"])
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_resume_from_checkpoint_is_bit_identical(tmp_path, name, factory, kwargs, variant):
+    batches = _batches()
+    opt = _variant(factory, kwargs, variant)
+    params0 = _params()
+    step = _step_fn(opt)
+    full_params, full_state = _train(opt, params0, opt.init(params0), batches, step)
+
+    half = STEPS // 2
+    params, state = _train(opt, params0, opt.init(params0), batches[:half], step)
+    checkpointer = ocp.StandardCheckpointer()
+    path = os.path.join(tmp_path, "ckpt")
+    checkpointer.save(path, {"params": params, "opt_state": state})
+    checkpointer.wait_until_finished()
+
+    # A fresh optimizer, as in a new process: restore into the structure its init gives.
+    opt2 = _variant(factory, kwargs, variant)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"params": params0, "opt_state": opt2.init(params0)})
+    restored = checkpointer.restore(path, target)
+    _assert_bitwise(restored["opt_state"], state)
+    resumed_params, resumed_state = _train(opt2, restored["params"], restored["opt_state"], batches[half:])
+    _assert_bitwise(resumed_params, full_params)
+    _assert_bitwise(resumed_state, full_state)
+
+
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_two_runs_are_bit_identical(name, factory, kwargs):
+    runs = []
+    for _ in range(2):
+        opt = factory(**kwargs)   # built and compiled afresh each time
+        runs.append(_train(opt, _params(), opt.init(_params()), _batches()))
+    _assert_bitwise(runs[0], runs[1])
+
+
+# --- inputs MindSpore never sees ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_mismatched_gradients_are_a_value_error(name, factory, kwargs):
+    opt = factory(**kwargs)
+    params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="structure of the parameters"):
+        opt.update({"a": jnp.ones(2), "c": jnp.ones(3)}, state, params)
+    with pytest.raises(ValueError, match="structure of the parameters"):
+        opt.update({"a": jnp.ones(2)}, state, params)
+    with pytest.raises(ValueError, match=r"'b' has shape \(1,\)"):   # would silently broadcast otherwise
+        opt.update({"a": jnp.ones(2), "b": jnp.ones(1)}, state, params)
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, jnp.complex64])
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_non_float_leaves_are_a_type_error(name, factory, kwargs, dtype):
+    opt = factory(**kwargs)
+    with pytest.raises(TypeError, match=r"'step' has dtype"):
+        opt.init({"w": jnp.ones(2), "step": jnp.ones(2, dtype)})
+
+
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_none_leaves_are_skipped(name, factory, kwargs):
+    opt = factory(**kwargs)
+    params = {"w": jnp.ones(2), "frozen": None}
+    updates, _ = jax.jit(opt.update)({"w": jnp.ones(2), "frozen": None}, opt.init(params), params)
+    assert updates["frozen"] is None and updates["w"].shape == (2,)
+
+
+@pytest.mark.parametrize("empty", [{}, [], ()], ids=["dict", "list", "tuple"])
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_empty_pytree_is_a_no_op(name, factory, kwargs, empty):
+    opt = factory(**kwargs)
+    state = opt.init(empty)
+    updates, state = jax.jit(opt.update)(empty, state, empty)
+    assert updates == empty
+    assert float(np.ravel(jaxopt_ms.current_lr(state))[0]) == pytest.approx(kwargs["learning_rate"])
+
+
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_empty_learning_rate_list_is_a_value_error(name, factory, kwargs):
+    with pytest.raises(ValueError, match="learning_rate"):
+        factory(**{**kwargs, "learning_rate": []})
+
+
+# --- non-finite gradients (docs/behaviour.md) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_non_finite_gradient_poisons_its_element_only(name, factory, kwargs, bad):
+    # As in MindSpore without a loss-scale manager: no check, the element becomes non-finite in params and state
+    # and stays so; other elements (the rules are element-wise) are unaffected.
+    opt = factory(**kwargs)
+    params = {"w": jnp.ones(3), "v": jnp.ones(2)}
+    state = opt.init(params)
+    step = jax.jit(opt.update)
+    grads = {"w": jnp.array([0.5, bad, 0.5]), "v": jnp.full(2, 0.5)}
+    for _ in range(3):
+        updates, state = step(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        grads = {"w": jnp.full(3, 0.5), "v": jnp.full(2, 0.5)}
+    w = np.asarray(params["w"])
+    assert not np.isfinite(w[1]) and np.all(np.isfinite(w[[0, 2]])) and np.all(np.isfinite(params["v"]))
+    state_w = [np.asarray(x) for x in jax.tree.leaves(state) if np.shape(x) == (3,)]
+    assert state_w, "the optimizer keeps per-element state"
+    if name not in ("sgd",):  # SGD's momentum buffer keeps the non-finite value too (accum) -- checked below
+        assert any(not np.isfinite(s[1]) for s in state_w)
+    assert all(np.all(np.isfinite(s[[0, 2]])) for s in state_w)
+
+
+def test_sgd_momentum_buffer_keeps_the_nan():
+    opt = jaxopt_ms.sgd(0.1, momentum=0.9)
+    params = {"w": jnp.ones(2)}
+    _, state = opt.update({"w": jnp.array([np.nan, 1.0])}, opt.init(params), params)
+    accum = [x for x in jax.tree.leaves(state) if np.shape(x) == (2,)][0]
+    assert np.isnan(accum[0]) and np.isfinite(accum[1])
+
+
+# --- dtypes -------------------------------------------------------------------------------------------------------
+
+TOL = {jnp.float16: 2e-2, jnp.bfloat16: 1e-1}
+
+
+@functools.cache
+def _float32_reference(name):
+    _, factory, kwargs = ZOO[IDS.index(name)]
+    return _dtype_run(factory, kwargs, jnp.float32)
+
+
+def _dtype_run(factory, kwargs, dtype):
+    if dtype == jnp.float16 and "eps" in inspect.signature(factory).parameters:
+        # eps must be representable: 1e-8 is 0 in float16 (see docs/behaviour.md and the test below).
+        kwargs = {**kwargs, "eps": 1e-4}
+    opt = factory(**kwargs)
+    params = _params(dtype)
+    params, state = _train(opt, params, opt.init(params), _batches(3))
+    return params, state
+
+
+def _check_dtypes(params, state, dtype):
+    for p in jax.tree.leaves(params):
+        assert p.dtype == dtype and np.all(np.isfinite(np.asarray(p, np.float64)))
+    # Per-element state has the parameter's dtype; scalars (step count, lr, Adam's beta powers) are int32/float32.
+    for x in jax.tree.leaves(state):
+        if np.ndim(x) > 0:
+            assert x.dtype == dtype
+        else:
+            assert x.dtype in (jnp.int32, jnp.float32)
+
+
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_float32(name, factory, kwargs):
+    _check_dtypes(*_float32_reference(name), jnp.float32)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_low_precision_dtypes(name, factory, kwargs, dtype):
+    params, state = _dtype_run(factory, kwargs, dtype)
+    _check_dtypes(params, state, dtype)
+    reference, _ = _float32_reference(name)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(params[k], np.float32), reference[k], rtol=TOL[dtype],
+                                   atol=TOL[dtype])
+
+
+def test_float16_adam_with_an_unrepresentable_eps_blows_up_as_documented():
+    # eps=1e-8 rounds to 0 in float16 and (1 - b2) g^2 underflows to 0 for |g| < ~8e-3: m / (sqrt(v) + eps) is
+    # then m / 0. MindSpore (moments cloned in the parameter's dtype) and PyTorch behave the same way.
+    opt = jaxopt_ms.adam(0.01)
+    params = {"w": jnp.ones(2, jnp.float16)}
+    updates, _ = opt.update({"w": jnp.array([1e-3, 0.5], jnp.float16)}, opt.init(params), params)
+    assert not np.isfinite(np.asarray(updates["w"], np.float32)[0]) and np.isfinite(np.float32(updates["w"][1]))
+
+
+@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
+def test_float64_in_x64_mode(name, factory, kwargs):
+    reference, _ = _float32_reference(name)
+    with jax.enable_x64(True):
+        params, state = _dtype_run(factory, kwargs, jnp.float64)
+        _check_dtypes(params, state, jnp.float64)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(params[k]), reference[k], rtol=1e-5, atol=1e-6)
+
+
+def test_zoo_lists_every_public_optimizer_factory():
+    names = {name for name, _, _ in ZOO}
+    for name in ("sgd", "momentum", "adam", "lazy_adam", "adam_weight_decay"):
+        assert name in names
+    for _, factory, kwargs in ZOO:
+        inspect.signature(factory).bind(**kwargs)

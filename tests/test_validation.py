@@ -1,0 +1,98 @@
+"""Constructor validation: every TypeError / ValueError (and KeyError / RuntimeError for groups) MindSpore 2.10
+raises for SGD, Momentum, Adam, LazyAdam and AdamWeightDecay, for learning_rate, weight_decay, loss_scale and for
+parameter groups (reference §2.1-§2.3, §3.1-§3.5).
+
+The table (tests/fixtures/validation.json) was produced by running MindSpore on each row
+(scripts/mindspore_fixtures/validation.py): the expected exception type is MindSpore's, except on the rows that
+carry ``jax`` and ``why`` (deliberate, documented differences). jaxopt_ms must raise at construction, with a
+message that names the argument and the offending value.
+"""
+
+import builtins
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxopt_ms
+
+with open(os.path.join(os.path.dirname(__file__), "fixtures", "validation.json")) as f:
+    ROWS = json.load(f)
+
+
+def decode(v):
+    if v == "nan":
+        return float("nan")
+    if isinstance(v, dict):
+        if "$tensor" in v:
+            return np.asarray(v["$tensor"], np.float32)
+        if "$np_float32" in v:
+            return np.float32(v["$np_float32"])
+        if "$cell" in v:  # nn.ExponentialDecayLR(0.1, 0.9, 4)
+            return lambda step: 0.1 * jnp.power(0.9, jnp.asarray(step, jnp.float32) / 4)
+        if "$object" in v:
+            return object()
+        return {k: (x if k in ("params", "order_params") else decode(x)) for k, x in v.items()}
+    if isinstance(v, list):
+        return [decode(x) for x in v]
+    return v
+
+
+def construct(row):
+    return getattr(jaxopt_ms, row["optimizer"])(**{k: decode(v) for k, v in row["args"].items()})
+
+
+def test_table_covers_every_optimizer_and_both_outcomes():
+    assert {r["optimizer"] for r in ROWS} == {"sgd", "momentum", "adam", "lazy_adam", "adam_weight_decay"}
+    kinds = {r["mindspore"] for r in ROWS}
+    assert {None, "TypeError", "ValueError", "KeyError", "RuntimeError"} <= kinds
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["id"] for r in ROWS])
+def test_constructor_rule(row):
+    expected = row["jax"] if "jax" in row else row["mindspore"]
+    if expected is None:
+        opt = construct(row)
+        params = {"a": jnp.ones((2, 2)), "b": jnp.ones((2, 2))}
+        updates, _ = opt.update(params, opt.init(params), params)
+        assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+        return
+    with pytest.raises(getattr(builtins, expected)) as info:
+        construct(row)
+    message = str(info.value)
+    if row["arg"] is not None:
+        assert row["arg"] in message, message
+    value = row["value"]
+    if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        assert repr(value) in message or str(value) in message, message
+
+
+def test_deviations_are_explained():
+    for row in ROWS:
+        if "jax" in row:
+            assert row["why"], row["id"]
+
+
+def test_overlap_of_callable_selectors_is_reported_at_init():
+    opt = jaxopt_ms.momentum(0.1, 0.9, param_groups=[{"params": lambda n, x: True}, {"params": "a"}])
+    with pytest.raises(RuntimeError, match="'a'"):
+        opt.init({"a": jnp.ones(2)})
+
+
+def test_use_locking_is_accepted_and_has_no_effect():
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.full(3, 0.5)}
+    a, b = jaxopt_ms.adam(0.1, use_locking=True), jaxopt_ms.adam(0.1)
+    np.testing.assert_array_equal(a.update(grads, a.init(params), params)[0]["w"],
+                                  b.update(grads, b.init(params), params)[0]["w"])
+
+
+def test_traced_learning_rate_is_rejected_with_advice():
+    with pytest.raises(TypeError, match="set_lr"):
+        jax.jit(lambda lr: jaxopt_ms.sgd(lr).init({"w": jnp.ones(1)}))(jnp.float32(0.1))
+    assert isinstance(jaxopt_ms.sgd(0.1), optax.GradientTransformation)
