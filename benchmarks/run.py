@@ -135,7 +135,7 @@ def optimizer_step_variants(workload, algorithm: str):
     variants = []
     for label, opt in (("jaxopt_ms per-leaf", ours), ("optax", theirs)):
         p = jax.tree.map(jnp.copy, params)
-        state = opt.init(p)
+        state = jax.tree.map(jnp.copy, opt.init(p))  # distinct buffers: some inits share one zeros array
         nbytes = 2 * tree_nbytes(p) + tree_nbytes(grads) + 2 * tree_nbytes(state)
         variants.append(Timed(label, tree_step(opt), p, state, grads, nbytes))
     try:
@@ -145,7 +145,7 @@ def optimizer_step_variants(workload, algorithm: str):
         return variants, None
     flat = jax.jit(fopt.flatten)(params)
     flat_grads = jax.jit(lambda g: fused.flatten(g, fopt.partition))(grads)
-    state = fopt.init(flat)
+    state = jax.tree.map(jnp.copy, fopt.init(flat))
     nbytes = 2 * tree_nbytes(flat) + tree_nbytes(flat_grads) + 2 * tree_nbytes(state)
     variants.insert(1, Timed("jaxopt_ms fused", tree_step(fopt), flat, state, flat_grads, nbytes))
 
@@ -157,7 +157,8 @@ def optimizer_step_variants(workload, algorithm: str):
         return fused.unflatten(optax.apply_updates(flat, u)), s
 
     p = jax.tree.map(jnp.copy, params)
-    variants.append(Timed("fused, repacked per step", repack_step, p, fopt.init(fopt.flatten(p)), grads, nbytes))
+    variants.append(Timed("fused, repacked per step", repack_step, p,
+                          jax.tree.map(jnp.copy, fopt.init(fopt.flatten(p))), grads, nbytes))
     del params
     return variants, None
 
