@@ -38,10 +38,10 @@ What the blocks of each family must use (the per-array formula stays one functio
 - element-wise rules (SGD, Momentum, Adam, AdamWeightDecay, RMSProp, Adagrad, ProximalAdagrad, FTRL, Adamax,
   Adadelta, ASGD, Rprop): ``jax.tree.map`` as usual; nothing to do;
 - gradient centralization: :func:`map_leaves` with ``where=qualifies_for_centralization`` (done);
-- Lamb / LARS trust ratios: ``sqrt(leaf_sums(w * w))`` and ``sqrt(leaf_sums(u * u))`` (or :func:`map_leaves`
-  over a per-array ``trust_ratio(w, u)``), then element-wise;
-- AdaFactor: RMS of the update via :func:`leaf_sums`; factored second moments (rank >= 2 leaves) on
-  :func:`leaf_tree` / :func:`restore`, so they stay per leaf inside the fused path.
+- Lamb / LARS trust ratios: :func:`map_leaves` over the per-leaf step (done: the same ``lamb_direction`` /
+  ``lars_gradient`` run per leaf view); :func:`leaf_sums` is the element-wise alternative;
+- AdaFactor (not yet: :func:`fuse` refuses it): RMS of the update via :func:`leaf_sums`; factored second
+  moments (rank >= 2 leaves) on :func:`leaf_tree` / :func:`restore`, so they stay per leaf inside the fused path.
 
 Optimizers merged later are covered by ``tests/test_fused.py`` once they are listed in ``tests/optimizer_zoo.py``.
 """
