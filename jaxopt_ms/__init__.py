@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import dynamic_lr, loss_scale, schedules, sharding, sparse, thor_layers, transforms
+from jaxopt_ms import dynamic_lr, fused, loss_scale, schedules, sharding, sparse, thor_layers, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -61,6 +61,7 @@ __all__ = [
     "equinox_decay_filter",
     "flax_decay_filter",
     "ftrl",
+    "fused",
     "lamb",
     "lars",
     "lazy_adam",

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._flat import is_flat, map_leaves
 from jaxopt_ms.sparse import RowSparse, is_row_sparse
 
 __all__ = ["centralize_gradients", "qualifies_for_centralization"]
@@ -38,10 +39,18 @@ def _centralize(g):
 
 
 def centralize_gradients() -> optax.GradientTransformation:
-    """Subtracts from each qualifying gradient its mean over all axes but the first (see module docstring)."""
+    """Subtracts from each qualifying gradient its mean over all axes but the first (see module docstring).
+
+    Works on flat buffers too (:mod:`jaxopt_ms.fused`): the rule needs each leaf's shape, so it maps over leaves.
+    """
+
+    def one(g):
+        if is_flat(g):
+            return map_leaves(_centralize_dense, g, where=qualifies_for_centralization)
+        return _centralize(g)
 
     def update_fn(updates, state, params=None):
         del params
-        return jax.tree.map(_centralize, updates, is_leaf=is_row_sparse), state
+        return jax.tree.map(one, updates, is_leaf=lambda x: is_row_sparse(x) or is_flat(x)), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms._flat import map_leaves
 from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments
@@ -76,7 +77,7 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) if dynamic else jnp.asarray(fixed)
         t = state.count + 1
         mask = leaf_mask(params, decay_filter)
-        out = jax.tree.map(
+        out = map_leaves(  # the trust ratio is per leaf, also inside flat buffers (jaxopt_ms.fused)
             lambda g, p, m, v, flag: lamb_direction(g, p, m, v, t, wd if flag else jnp.zeros([], jnp.float32),
                                                     beta1, beta2, eps),
             updates, params, state.lamb_m, state.lamb_v, mask,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms._flat import map_leaves
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, resolve_learning_rate
@@ -105,7 +106,7 @@ def scale_by_lars(
         decayed = leaf_mask(params, decay_filter)
         scaled = leaf_mask(params, lars_filter)
         zero = jnp.zeros([], jnp.float32)
-        updates = jax.tree.map(
+        updates = map_leaves(  # the trust ratio is per leaf, also inside flat buffers (jaxopt_ms.fused)
             lambda g, w, d, s: lars_gradient(g, w, wd if d else zero, lr, epsilon=epsilon, coefficient=coefficient,
                                              use_clip=use_clip) if s else g,
             updates, params, decayed, scaled,

@@ -1,0 +1,349 @@
+"""Flat parameter buffers: the data structure of the fused fast path, and the hooks blocks use on it.
+
+A :class:`FlatParams` holds a pytree of arrays as a few 1-D buffers (one per dtype and per partition key) plus a
+static :class:`Layout` (the tree structure and, per leaf, its name, shape, dtype, buffer and offset). It is a
+pytree node whose children are the buffers, so ``jax.grad``, ``optax.apply_updates``, ``jax.tree.map`` and every
+element-wise gradient transformation work on it unchanged, at a cost of a handful of kernels per step.
+
+Blocks whose formula is per *leaf* (a reduction over a leaf, a leaf's shape) must not see a buffer as if it were
+one array. They call :func:`map_leaves` (apply a per-array function to each leaf, buffers re-assembled by one
+concatenate) or :func:`leaf_sums` (each leaf's sum, broadcast over the leaf's elements), which behave like
+``jax.tree.map`` / ``jnp.sum`` on ordinary pytrees, so the per-leaf and the fused paths run the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_ms.names import param_names
+
+__all__ = [
+    "FlatParams",
+    "Layout",
+    "LeafSlot",
+    "flatten",
+    "is_flat",
+    "leaf_sums",
+    "leaf_tree",
+    "map_leaves",
+    "restore",
+    "unflatten",
+    "view",
+]
+
+PartitionFn = Callable[[str, Any], Hashable]
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafSlot:
+    """Where one leaf lives: ``buffer`` index, ``offset`` and ``size`` in that buffer, its ``shape`` and name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    buffer: int
+    offset: int
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferSpec:
+    """One flat buffer: its pytree key ``name``, ``dtype``, total ``size``, partition ``key`` and its leaves."""
+
+    name: str
+    dtype: np.dtype
+    size: int
+    key: Hashable
+    leaves: tuple[int, ...]
+
+
+class Layout:
+    """The static description of a :class:`FlatParams` (hashable; equal layouts describe the same packing)."""
+
+    __slots__ = ("treedef", "leaves", "buffers", "_ident", "_hash")
+
+    def __init__(self, treedef: Any, leaves: tuple[LeafSlot, ...], buffers: tuple[BufferSpec, ...]):
+        self.treedef = treedef
+        self.leaves = leaves
+        self.buffers = buffers
+        self._ident = (treedef, leaves, buffers)
+        self._hash = hash(self._ident)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # Layouts are compared on every tree operation over FlatParams: identity first keeps that cheap.
+        return self is other or (isinstance(other, Layout) and self._hash == other._hash
+                                 and self._ident == other._ident)
+
+    def __repr__(self) -> str:
+        bufs = ", ".join(f"{b.name}: {b.dtype.name}[{b.size}] ({len(b.leaves)} leaves)" for b in self.buffers)
+        return f"Layout({len(self.leaves)} leaves -> {bufs})"
+
+    def buffer_leaves(self, index: int) -> list[LeafSlot]:
+        return [self.leaves[i] for i in self.buffers[index].leaves]
+
+
+class FlatParams:
+    """A pytree held as a few 1-D buffers (``buffers``) with its static ``layout``; itself a pytree node."""
+
+    __slots__ = ("buffers", "layout")
+
+    def __init__(self, buffers: tuple[Any, ...], layout: Layout):
+        self.buffers = tuple(buffers)
+        self.layout = layout
+
+    def __repr__(self) -> str:
+        return f"FlatParams({self.layout!r})"
+
+
+def _flatten_with_keys(flat: FlatParams):
+    keys = [jax.tree_util.GetAttrKey(b.name) for b in flat.layout.buffers]
+    return list(zip(keys, flat.buffers)), flat.layout
+
+
+jax.tree_util.register_pytree_with_keys(
+    FlatParams,
+    _flatten_with_keys,
+    lambda layout, children: FlatParams(tuple(children), layout),
+    flatten_func=lambda flat: (flat.buffers, flat.layout),
+)
+
+
+def is_flat(x: Any) -> bool:
+    """Whether ``x`` is a :class:`FlatParams`."""
+    return isinstance(x, FlatParams)
+
+
+def make_layout(params: Any, partition: PartitionFn | None = None) -> Layout:
+    """The layout :func:`flatten` uses for ``params`` (leaves grouped by dtype and ``partition(name, leaf)``)."""
+    names, treedef = jax.tree.flatten(param_names(params))
+    leaves = treedef.flatten_up_to(params)
+    groups: dict[tuple, list[int]] = {}
+    for i, (name, leaf) in enumerate(zip(names, leaves)):
+        key = partition(name, leaf) if partition is not None else None
+        groups.setdefault((np.dtype(jnp.result_type(leaf)).name, key), []).append(i)
+    slots: list[LeafSlot | None] = [None] * len(leaves)
+    buffers = []
+    for b, ((dtype_name, key), members) in enumerate(groups.items()):
+        offset = 0
+        for i in members:
+            shape = tuple(np.shape(leaves[i]))
+            size = int(np.prod(shape, dtype=np.int64))
+            slots[i] = LeafSlot(names[i], shape, np.dtype(dtype_name), b, offset, size)
+            offset += size
+        buffers.append(BufferSpec(f"flat{b}", np.dtype(dtype_name), offset, key, tuple(members)))
+    return Layout(treedef, tuple(slots), tuple(buffers))
+
+
+def flatten(params: Any, partition: PartitionFn | None = None) -> FlatParams:
+    """Packs the leaves of ``params`` into one 1-D buffer per dtype (and per ``partition(name, leaf)`` key).
+
+    Args:
+        params: a pytree of arrays.
+        partition: optional ``(name, leaf) -> hashable``; leaves with different keys go to different buffers
+            (an optimizer's per-leaf facts: group, decay filter, ...). :meth:`FusedOptimizer.flatten` passes
+            the optimizer's own.
+
+    Returns:
+        A :class:`FlatParams`; the order inside a buffer is the pytree's.
+    """
+    layout = make_layout(params, partition)
+    leaves = layout.treedef.flatten_up_to(params)
+    buffers = []
+    for spec in layout.buffers:
+        parts = [jnp.ravel(jnp.asarray(leaves[i], spec.dtype)) for i in spec.leaves]
+        buffers.append(parts[0] if len(parts) == 1 else jnp.concatenate(parts))
+    return FlatParams(tuple(buffers), layout)
+
+
+def _slices(layout: Layout, buffers: tuple[Any, ...]) -> list[Any]:
+    return [jax.lax.slice(buffers[s.buffer], (s.offset,), (s.offset + s.size,)).reshape(s.shape)
+            for s in layout.leaves]
+
+
+def _concat(parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _assemble(layout: Layout, leaf_values: list[Any]) -> tuple[Any, ...]:
+    return tuple(_concat([jnp.ravel(leaf_values[i]).astype(spec.dtype) for i in spec.leaves])
+                 for spec in layout.buffers)
+
+
+def unflatten(flat: FlatParams) -> Any:
+    """The pytree ``flat`` holds (for export, checkpoints, evaluation). Inverse of :func:`flatten`."""
+    return flat.layout.treedef.unflatten(_slices(flat.layout, flat.buffers))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _leaf_views(layout: Layout, buffers: tuple[Any, ...]) -> list[Any]:
+    return _slices(layout, buffers)
+
+
+def _leaf_views_fwd(layout, buffers):
+    return _slices(layout, buffers), None
+
+
+def _leaf_views_bwd(layout, _, leaf_cotangents):
+    # One concatenate per buffer; differentiating the slices instead would pad-and-add every leaf cotangent
+    # into a zero buffer, which costs a pass over the whole buffer per leaf.
+    return (_assemble(layout, list(leaf_cotangents)),)
+
+
+_leaf_views.defvjp(_leaf_views_fwd, _leaf_views_bwd)
+
+
+def view(flat: FlatParams) -> Any:
+    """The pytree ``flat`` holds, as views for use inside a jitted step (``loss(view(flat))``).
+
+    Same values as :func:`unflatten`, but its gradient arrives as flat buffers assembled by one concatenate per
+    buffer (a custom VJP), so ``jax.grad(lambda f: loss(view(f)))(flat)`` is a :class:`FlatParams`.
+    """
+    return flat.layout.treedef.unflatten(_leaf_views(flat.layout, flat.buffers))
+
+
+def _leaf_arg(x: Any, b: int, s: LeafSlot) -> Any:
+    buf = x.buffers[b]
+    if not hasattr(buf, "shape"):  # a per-buffer value (e.g. a mask bool): the same for every leaf of the buffer
+        return buf
+    return jax.lax.slice(buf, (s.offset,), (s.offset + s.size,)).reshape(s.shape)
+
+
+def _map_flat(fn: Callable, node: FlatParams, rest: tuple[FlatParams, ...], where: Callable | None) -> FlatParams:
+    buffers = []
+    for b, spec in enumerate(node.layout.buffers):
+        buf = node.buffers[b]
+        if not hasattr(buf, "shape"):  # e.g. optax.MaskedNode: this buffer is not this block's
+            buffers.append(buf)
+            continue
+        slots = node.layout.buffer_leaves(b)
+        if where is not None and not any(where(s.shape) for s in slots):
+            buffers.append(buf)
+            continue
+        outs = []
+        for s in slots:
+            args = [_leaf_arg(x, b, s) for x in (node, *rest)]
+            outs.append(fn(*args) if where is None or where(s.shape) else args[0])
+        if isinstance(outs[0], tuple):  # several outputs per leaf: a tuple of buffers (see _tree.unzip)
+            buffers.append(tuple(_concat([jnp.ravel(o[k]) for o in outs]) for k in range(len(outs[0]))))
+        else:
+            buffers.append(_concat([jnp.ravel(o).astype(spec.dtype) for o in outs]))
+    return FlatParams(tuple(buffers), node.layout)
+
+
+def map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any, where: Callable[[tuple], bool] | None = None) -> Any:
+    """``jax.tree.map(fn, tree, *rest)`` that sees leaves, also inside :class:`FlatParams`.
+
+    The hook for blocks whose formula is per leaf (centralization, a trust ratio, ...): on an ordinary pytree it
+    is ``jax.tree.map``; on a :class:`FlatParams` node, ``fn`` gets each leaf's view (with its shape) and the
+    results are re-assembled with one concatenate per buffer. ``fn`` returns an array of the leaf's shape, or a
+    tuple of such arrays (then each buffer holds a tuple, which ``jaxopt_ms._tree.unzip`` splits as usual). A
+    non-array child of a FlatParams in ``rest`` (e.g. a mask bool from ``leaf_mask``) is a per-buffer value and
+    is passed as it is to every leaf of that buffer.
+
+    Args:
+        fn: the per-array function (the same one the per-leaf path uses).
+        tree, rest: pytrees of the same structure (``rest`` may be prefixes with FlatParams where ``tree`` has).
+        where: optional ``shape -> bool``; leaves where it is false pass through unchanged (and a buffer with no
+            such leaf is not sliced at all).
+    """
+
+    def one(x, *xs):
+        if isinstance(x, FlatParams):
+            return _map_flat(fn, x, xs, where)
+        if where is not None and not where(tuple(np.shape(x))):
+            return x
+        return fn(x, *xs)
+
+    return jax.tree.map(one, tree, *rest, is_leaf=is_flat)
+
+
+def _segment_ids(slots: list[LeafSlot], size: int) -> jax.Array:
+    sizes = np.array([s.size for s in slots])
+    return jnp.repeat(jnp.arange(len(slots), dtype=jnp.int32), sizes, total_repeat_length=size)
+
+
+def _flat_leaf_sums(x: FlatParams, method: str) -> FlatParams:
+    buffers = []
+    for b, spec in enumerate(x.layout.buffers):
+        buf = x.buffers[b]
+        if not hasattr(buf, "shape"):
+            buffers.append(buf)
+            continue
+        slots = x.layout.buffer_leaves(b)
+        if method == "segment_sum":
+            ids = _segment_ids(slots, spec.size)
+            sums = jax.ops.segment_sum(buf, ids, num_segments=len(slots), indices_are_sorted=True)
+            buffers.append(sums[ids])
+        else:
+            parts = [jnp.broadcast_to(jnp.sum(jax.lax.slice(buf, (s.offset,), (s.offset + s.size,))), (s.size,))
+                     for s in slots]
+            buffers.append(_concat(parts))
+    return FlatParams(tuple(buffers), x.layout)
+
+
+def leaf_sums(tree: Any, method: str = "slices") -> Any:
+    """Each leaf's sum, broadcast over that leaf's elements (same structure as ``tree``).
+
+    On an ordinary leaf this is ``broadcast_to(jnp.sum(x), x.shape)``; inside a :class:`FlatParams` each leaf's
+    segment of a buffer is summed. Use it for per-leaf norms (``sqrt(leaf_sums(w * w))``) in a block that is
+    otherwise element-wise, so the block runs on flat buffers.
+
+    Args:
+        method: ``'slices'`` (default: one reduction per leaf, the same summation as the per-leaf path) or
+            ``'segment_sum'`` (one segment sum over a segment-id vector per buffer; summation order differs,
+            so results agree to rounding).
+    """
+    if method not in ("slices", "segment_sum"):
+        raise ValueError(f"leaf_sums: 'method' must be 'slices' or 'segment_sum', but got {method!r}.")
+
+    def one(x):
+        if isinstance(x, FlatParams):
+            return _flat_leaf_sums(x, method)
+        return jnp.broadcast_to(jnp.sum(x), jnp.shape(x))
+
+    return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def leaf_tree(tree: Any) -> Any:
+    """``tree`` with every :class:`FlatParams` node replaced by the pytree of leaf views it holds.
+
+    For blocks whose per-leaf *state* has another shape than the leaf (AdaFactor's factored row/column
+    moments): build and update that state on ``leaf_tree(params)`` / ``leaf_tree(updates)`` and hand the result
+    back with :func:`restore`. A buffer that is not an array (``optax.MaskedNode`` of another group) gives that
+    object in place of each of its leaves.
+    """
+
+    def one(x):
+        if not isinstance(x, FlatParams):
+            return x
+        leaves = [jax.lax.slice(x.buffers[s.buffer], (s.offset,), (s.offset + s.size,)).reshape(s.shape)
+                  if hasattr(x.buffers[s.buffer], "shape") else x.buffers[s.buffer] for s in x.layout.leaves]
+        return x.layout.treedef.unflatten(leaves)
+
+    return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def restore(template: Any, tree: Any) -> Any:
+    """Inverse of :func:`leaf_tree`: ``tree`` packed back into the buffers of the FlatParams nodes of ``template``."""
+
+    def one(t, x):
+        if not isinstance(t, FlatParams):
+            return x
+        leaves = t.layout.treedef.flatten_up_to(x)
+        buffers = tuple(
+            _concat([jnp.ravel(leaves[i]).astype(spec.dtype) for i in spec.leaves])
+            if hasattr(t.buffers[b], "shape") else t.buffers[b]
+            for b, spec in enumerate(t.layout.buffers))
+        return FlatParams(buffers, t.layout)
+
+    return jax.tree.map(one, template, tree, is_leaf=is_flat)

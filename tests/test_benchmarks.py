@@ -1,0 +1,33 @@
+"""The benchmark runner runs end to end in quick mode and writes its JSON, markdown and plot (no timing checks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    monkeypatch.delenv("JAXOPT_MS_BENCH_MINDSPORE", raising=False)
+    import run
+
+    assert run.main(["--quick", "--workloads", "leaves", "--algorithms", "adam,lamb", "--models", "demo_mlp",
+                     "--repeats", "1", "--rounds", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    libraries = {(r["algorithm"], r["library"]) for r in result["optimizer"] if "step_ms" in r}
+    for alg in ("adam",):
+        assert {(alg, "jaxopt_ms per-leaf"), (alg, "jaxopt_ms fused"), (alg, "optax")} <= libraries
+    assert all(r["step_ms"] > 0 and r["first_call_s"] > 0 for r in result["optimizer"] if "step_ms" in r)
+    variants = {r["variant"] for r in result["training"]}
+    assert "flat, fused.view (custom VJP), fused adam" in variants and "forward + backward alone" in variants
+    table = (tmp_path / "results.md").read_text()
+    assert "| 50 leaves x 64 | adam |" in table and "fused / optax" in table
+    assert (tmp_path / "results.png").stat().st_size > 0
+    sys.modules.pop("run", None)
+    sys.modules.pop("workloads", None)
