@@ -180,6 +180,14 @@ def test_non_finite_gradient_poisons_its_element_only(name, factory, kwargs, bad
     assert all(np.all(np.isfinite(s[[0, 2]])) for s in state_w)
 
 
+def test_gradient_centralization_spreads_a_nan_over_its_slice():
+    opt = jaxopt_ms.sgd(0.1, param_groups=[{"params": ["conv"], "grad_centralization": True}])
+    params = {"conv": jnp.ones((2, 16))}
+    grads = {"conv": jnp.ones((2, 16)).at[0, 3].set(np.nan)}
+    updates, _ = opt.update(grads, opt.init(params), params)
+    assert np.all(np.isnan(updates["conv"][0])) and np.all(np.isfinite(updates["conv"][1]))
+
+
 def test_sgd_momentum_buffer_keeps_the_nan():
     opt = jaxopt_ms.sgd(0.1, momentum=0.9)
     params = {"w": jnp.ones(2)}
