@@ -8,7 +8,7 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import transforms
+from jaxopt_ms import dynamic_lr, loss_scale, schedules, transforms
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -18,24 +18,55 @@ from jaxopt_ms.names import (
     mindspore_lars_filter,
     param_names,
 )
-from jaxopt_ms.optimizers import adam, adam_weight_decay, lazy_adam, momentum, sgd
+from jaxopt_ms.optimizers import (
+    adadelta,
+    adafactor,
+    adagrad,
+    adam,
+    adam_weight_decay,
+    adamax,
+    asgd,
+    ftrl,
+    lamb,
+    lars,
+    lazy_adam,
+    momentum,
+    proximal_adagrad,
+    rmsprop,
+    rprop,
+    sgd,
+)
 from jaxopt_ms.transforms.learning_rate import current_lr, set_lr
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GroupOverlapError",
+    "adadelta",
+    "adafactor",
+    "adagrad",
     "adam",
     "adam_weight_decay",
+    "adamax",
+    "asgd",
     "current_lr",
     "decay_all",
+    "dynamic_lr",
     "equinox_decay_filter",
     "flax_decay_filter",
+    "ftrl",
+    "lamb",
+    "lars",
     "lazy_adam",
+    "loss_scale",
     "mindspore_decay_filter",
     "mindspore_lars_filter",
     "momentum",
     "param_names",
+    "proximal_adagrad",
+    "rmsprop",
+    "rprop",
+    "schedules",
     "set_lr",
     "sgd",
     "transforms",

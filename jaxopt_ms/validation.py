@@ -25,6 +25,7 @@ __all__ = [
     "check_callable",
     "check_float",
     "check_float_range",
+    "check_gradient_transformation",
     "check_int",
     "check_loss_scale",
     "check_number",
@@ -193,3 +194,13 @@ def check_gradients_match(updates: Any, params: Any, opt_name: str) -> None:
                 f"For '{opt_name}', the gradient of '{name}' has shape {tuple(g_shape)} but the parameter has "
                 f"shape {tuple(p_shape)}."
             )
+
+
+def check_gradient_transformation(arg_name: str, value: Any, opt_name: str) -> Any:
+    """An ``optax.GradientTransformation`` (anything with callable ``init`` and ``update``)."""
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(
+            f"For '{opt_name}', the '{arg_name}' should be an optax.GradientTransformation (with init and update), "
+            f"but got type '{type(value).__name__}' (value {value!r})."
+        )
+    return value

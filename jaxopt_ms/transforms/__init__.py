@@ -1,8 +1,26 @@
 """Building blocks: gradient transformations, each usable alone inside ``optax.chain``."""
 
+from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState, adadelta_update, scale_by_adadelta
+from jaxopt_ms.transforms.adafactor import (
+    AdaFactorState,
+    ScaleByFactoredRmsState,
+    adafactor_update,
+    apply_adafactor,
+    factored_rms_direction,
+    init_factored_moments,
+    relative_step_learning_rate,
+    rms,
+    scale_by_factored_rms,
+)
+from jaxopt_ms.transforms.adagrad import ScaleByAdagradState, adagrad_update, scale_by_adagrad
 from jaxopt_ms.transforms.adam import ScaleByAdamState, scale_by_adam
 from jaxopt_ms.transforms.adam_weight_decay import ScaleByAdamWeightDecayState, scale_by_adam_weight_decay
+from jaxopt_ms.transforms.adamax import ScaleByAdamaxState, adamax_update, scale_by_adamax
+from jaxopt_ms.transforms.asgd import ASGDState, apply_asgd, asgd_update
 from jaxopt_ms.transforms.centralization import centralize_gradients, qualifies_for_centralization
+from jaxopt_ms.transforms.ftrl import FtrlState, apply_ftrl, ftrl_update
+from jaxopt_ms.transforms.lamb import ScaleByLambState, lamb_direction, lamb_trust_ratio, scale_by_lamb
+from jaxopt_ms.transforms.lars import LarsState, lars_gradient, scale_by_lars
 from jaxopt_ms.transforms.learning_rate import (
     LearningRate,
     LearningRateState,
@@ -12,23 +30,68 @@ from jaxopt_ms.transforms.learning_rate import (
     set_lr,
 )
 from jaxopt_ms.transforms.loss_scale import unscale_gradients
+from jaxopt_ms.transforms.proximal_adagrad import (
+    ProximalAdagradState,
+    apply_proximal_adagrad,
+    proximal_adagrad_update,
+    proximal_step,
+)
+from jaxopt_ms.transforms.rprop import RpropState, apply_rprop, rprop_update
 from jaxopt_ms.transforms.sgd import ScaleBySgdState, scale_by_sgd
 from jaxopt_ms.transforms.weight_decay import AddDecayedWeightsState, add_decayed_weights
 
 __all__ = [
+    "ASGDState",
+    "AdaFactorState",
     "AddDecayedWeightsState",
+    "FtrlState",
+    "LarsState",
     "LearningRate",
     "LearningRateState",
+    "ProximalAdagradState",
+    "RpropState",
+    "ScaleByAdadeltaState",
+    "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamWeightDecayState",
+    "ScaleByAdamaxState",
+    "ScaleByFactoredRmsState",
+    "ScaleByLambState",
     "ScaleBySgdState",
+    "adadelta_update",
+    "adafactor_update",
+    "adagrad_update",
+    "adamax_update",
     "add_decayed_weights",
+    "apply_adafactor",
+    "apply_asgd",
+    "apply_ftrl",
+    "apply_proximal_adagrad",
+    "apply_rprop",
+    "asgd_update",
     "centralize_gradients",
     "current_lr",
+    "factored_rms_direction",
+    "ftrl_update",
+    "init_factored_moments",
+    "lamb_direction",
+    "lamb_trust_ratio",
+    "lars_gradient",
+    "proximal_adagrad_update",
+    "proximal_step",
     "qualifies_for_centralization",
+    "relative_step_learning_rate",
     "resolve_learning_rate",
+    "rms",
+    "rprop_update",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adam_weight_decay",
+    "scale_by_adamax",
+    "scale_by_factored_rms",
+    "scale_by_lamb",
+    "scale_by_lars",
     "scale_by_learning_rate",
     "scale_by_sgd",
     "set_lr",

@@ -41,9 +41,15 @@ def adam_moments(g, m, v, beta1: float, beta2: float):
 
 
 def adam_direction(g, m, v, correction, beta1: float, eps: float, use_nesterov: bool):
-    """``correction * num / (sqrt(v) + eps)`` with ``num = b1 m + (1 - b1) g`` under nesterov, else ``m``."""
-    num = beta1 * m + (1.0 - beta1) * g if use_nesterov else m
-    return (correction.astype(g.dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
+    """``correction * num / (sqrt(v) + eps)`` with ``num = b1 m + (1 - b1) g`` under nesterov, else ``m``.
+
+    Low-precision leaves are computed in float32 (cast back to ``g.dtype``): in float16 ``eps = 1e-8`` rounds to 0
+    and a zero gradient would give ``0 / 0``. Float32 leaves are unaffected.
+    """
+    dtype = jnp.promote_types(g.dtype, jnp.float32)
+    g_, m, v = g.astype(dtype), m.astype(dtype), v.astype(dtype)
+    num = beta1 * m + (1.0 - beta1) * g_ if use_nesterov else m
+    return (correction.astype(dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
 
 
 def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, use_nesterov: bool = False,

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, param_names
 
 __all__ = ["AddDecayedWeightsState", "add_decayed_weights", "leaf_mask"]
@@ -60,9 +61,7 @@ def add_decayed_weights(
         return AddDecayedWeightsState(count=jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("add_decayed_weights: weight decay needs the parameters: call update(grads, state, "
-                             "params).")
+        require_params(params, "add_decayed_weights")
         if dynamic:
             wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) * np.float32(loss_scale)
         else:

@@ -1,0 +1,89 @@
+"""AdaFactor: MindSpore's ``nn.AdaFactor``, reference §3.12."""
+
+from __future__ import annotations
+
+import optax
+
+from jaxopt_ms._factory import optimizer_factory
+from jaxopt_ms.groups import with_param_groups
+from jaxopt_ms.transforms.adafactor import apply_adafactor, relative_step_learning_rate
+from jaxopt_ms.validation import (
+    check_bool,
+    check_float_range,
+    check_loss_scale,
+    check_non_negative_float,
+    check_number,
+)
+
+__all__ = ["adafactor"]
+
+
+def _check_eps(eps, name: str) -> tuple[float, float]:
+    if not isinstance(eps, (list, tuple)):
+        raise TypeError(f"For '{name}', the type of 'eps' should be 'list' or 'tuple', but got type "
+                        f"'{type(eps).__name__}' (value {eps!r}).")
+    if len(eps) != 2:
+        raise ValueError(f"For '{name}', 'eps' must have 2 values (eps1, eps2), but got {eps!r}.")
+    return tuple(check_non_negative_float(f"eps{i}", e, name) for i, e in enumerate(eps))
+
+
+@optimizer_factory
+def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=0.8, beta1=0.9,
+              weight_decay=0.0, scale_parameter=True, relative_step=True, warmup_init=False, compression=False,
+              loss_scale=1.0, *, param_groups=None) -> optax.GradientTransformation:
+    """MindSpore's AdaFactor: factored second moments for leaves of rank >= 2, relative steps, update clipping.
+
+        s = step after the update;  beta2t = 1 - s^(-decay_rate)
+        lr = min(1e-6 s if warmup_init else 1e-2, 1/sqrt(s))  (relative_step)  else  learning_rate(s - 1)
+        lr_t = lr * max(eps[1], rms(p))  (scale_parameter)
+        d = g / sqrt(v̂)  (v̂ of g² + eps[0]: row/column factored over the last two axes when rank >= 2)
+        d = d / max(rms(d) / clip_threshold, 1) * lr_t;  d = ema_beta1(d)  (beta1 > 0)
+        p = p - p * weight_decay * lr_t - d
+
+    ``beta1`` defaults to 0.9 because MindSpore 2.10's code does (its docs say None; None or 0 turn the first
+    moment off). ``weight_decay`` is one float for all leaves (MindSpore ignores a group's weight decay and the
+    decay filter). ``loss_scale`` is validated and ignored, as MindSpore does. ``compression`` keeps the
+    un-factored second moments in float16, as MindSpore does (only those: MindSpore keeps ``exp_avg`` and the
+    factored moments in the parameter's dtype). A learning rate that is not a number (schedule, array) turns
+    ``scale_parameter`` off, as in MindSpore. Parameter groups select leaves only (a group ``lr`` is an error,
+    as in MindSpore). Reference: MindSpore 2.10 ``nn.AdaFactor``.
+
+    Example:
+        >>> opt = jaxopt_ms.adafactor()                                   # relative steps: lr = 0.01 * rms(p)
+        >>> opt = jaxopt_ms.adafactor(0.05, relative_step=False, scale_parameter=False, beta1=None)
+        >>> params = {'w': jnp.ones((2, 3))}
+        >>> updates, state = opt.update({'w': jnp.ones((2, 3))}, opt.init(params), params)
+    """
+    name = "AdaFactor"
+    if learning_rate is not None and relative_step:
+        raise ValueError(f"For '{name}', cannot combine a manual 'learning_rate' ({learning_rate!r}) with "
+                         f"'relative_step'=True; pass relative_step=False.")
+    if warmup_init and not relative_step:
+        raise ValueError(f"For '{name}', 'warmup_init'=True requires 'relative_step'=True.")
+    if learning_rate is None and not relative_step:
+        raise ValueError(f"For '{name}', 'learning_rate' is None and 'relative_step' is False: give one of them.")
+    is_number = learning_rate is None or (isinstance(learning_rate, (int, float)) and not isinstance(learning_rate,
+                                                                                                    bool))
+    check_loss_scale(loss_scale, name)
+    eps = _check_eps(eps, name)
+    clip_threshold = check_non_negative_float("clip_threshold", clip_threshold, name)
+    decay_rate = check_float_range("decay_rate", decay_rate, name, 0.0, 1.0, lower_inclusive=False,
+                                   upper_inclusive=False)
+    weight_decay = check_float_range("weight_decay", weight_decay, name, 0.0, 1.0, upper_inclusive=False)
+    check_bool("scale_parameter", scale_parameter, name)
+    check_bool("relative_step", relative_step, name)
+    check_bool("compression", compression, name)
+    beta1 = 0.0 if beta1 is None else check_number("beta1", beta1, name)
+    check_non_negative_float("beta1", beta1, name)
+    if param_groups is not None:
+        for i, group in enumerate(param_groups):
+            if isinstance(group, dict) and "lr" in group:
+                raise ValueError(f"For '{name}', a parameter group cannot set 'lr' (MindSpore's AdaFactor has one "
+                                 f"learning rate), but group {i} has 'lr' {group['lr']!r}.")
+    lr = relative_step_learning_rate(warmup_init) if learning_rate is None else learning_rate
+    scale_parameter = scale_parameter and is_number
+    return with_param_groups(
+        lambda cfg: apply_adafactor(cfg.learning_rate, eps, clip_threshold, decay_rate, beta1, weight_decay,
+                                    scale_parameter, compression),
+        learning_rate=lr, weight_decay=0.0, param_groups=param_groups, decay_filter=None, opt_name=name,
+    )

@@ -1,0 +1,57 @@
+"""RMSProp: MindSpore's ``nn.RMSProp`` (ops ``ApplyRMSProp`` / ``ApplyCenteredRMSProp``), reference §3.9."""
+
+from __future__ import annotations
+
+import optax
+
+from jaxopt_ms._factory import optimizer_factory
+from jaxopt_ms.groups import GroupConfig, with_param_groups
+from jaxopt_ms.optimizers._pipeline import preprocess
+from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
+from jaxopt_ms.validation import check_bool, check_loss_scale, check_non_negative_float, check_positive_float
+
+__all__ = ["rmsprop"]
+
+
+@optimizer_factory
+def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locking=False, centered=False,
+            loss_scale=1.0, weight_decay=0.0, *, param_groups=None, decay_filter=None) -> optax.GradientTransformation:
+    """MindSpore's RMSProp: the mean square starts at 1, eps is inside the root, lr is folded into the moment.
+
+        ms  <- decay ms + (1 - decay) g²                               (ms starts at 1)
+        mg  <- decay mg + (1 - decay) g;  den = sqrt(ms - mg² + eps)   (centered)
+                                          den = sqrt(ms + eps)         (not centered)
+        mom <- momentum mom + lr g / den;  p -= mom
+
+    This is exactly ``optax.scale_by_rms`` / ``optax.scale_by_stddev`` (``initial_scale=1``, ``eps_in_sqrt``), then
+    ``-lr(k)``, then ``optax.trace(momentum)``; their states hold MindSpore's ``mean_square`` (``nu``),
+    ``mean_grad`` (``mu``) and ``moment`` (``trace``, with the opposite sign). MindSpore's non-centred CPU kernel
+    puts eps outside the root in its vector path; the documented formula and the GPU kernel are followed.
+    Gradients first get MindSpore's weight decay, gradient centralization (groups) and loss-scale division.
+    ``use_locking`` is validated and has no effect (JAX updates are functional). Reference: MindSpore 2.10
+    ``nn.RMSProp``.
+
+    Example:
+        >>> opt = jaxopt_ms.rmsprop(0.01, momentum=0.9, centered=True)
+        >>> params = {'w': jnp.ones((2, 3))}
+        >>> updates, state = opt.update({'w': jnp.ones((2, 3))}, opt.init(params), params)
+    """
+    name = "RMSProp"
+    decay = check_non_negative_float("decay", decay, name)
+    momentum = check_non_negative_float("momentum", momentum, name)
+    epsilon = check_positive_float("epsilon", epsilon, name)
+    check_bool("use_locking", use_locking, name)
+    check_bool("centered", centered, name)
+    loss_scale = check_loss_scale(loss_scale, name)
+    scale_by = optax.scale_by_stddev if centered else optax.scale_by_rms
+
+    def build(cfg: GroupConfig) -> optax.GradientTransformation:
+        blocks = preprocess(cfg, loss_scale)
+        blocks.append(scale_by(decay=decay, eps=epsilon, initial_scale=1.0, eps_in_sqrt=True))
+        blocks.append(scale_by_learning_rate(cfg.learning_rate))
+        if momentum > 0.0:
+            blocks.append(optax.trace(decay=momentum))
+        return optax.chain(*blocks)
+
+    return with_param_groups(build, learning_rate=learning_rate, weight_decay=weight_decay,
+                             param_groups=param_groups, decay_filter=decay_filter, opt_name=name)

@@ -1,0 +1,87 @@
+"""MindSpore's Lamb rule (op ``Lamb``, GPU kernel of MindSpore 2.10), reference §3.7.
+
+With ``t`` = the step count after this update (1 on the first), per leaf::
+
+    m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g²
+    mh = m / (1 - b1^t);      vh = v / (1 - b2^t)            pow(b, t), not a running product
+    r    = mh / (sqrt(vh) + eps) + wd p                       the update
+    ghat = mh / sqrt(vh + eps)  + wd p                        eps inside the root: only for the trust ratio
+    tr   = ||p|| / ||ghat||  (1 when either norm is 0), clipped to [0, 10], nan -> 0
+    d    = tr * r                                             then p -= lr * d (a later block)
+
+``wd`` is the weight decay on the leaves the decay filter selects and 0 elsewhere (MindSpore passes 0.0 to the op
+for those leaves); a callable ``wd`` is evaluated at the update's step ``t - 1``. Norms are over the whole leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxopt_ms._tree import require_params, unzip
+from jaxopt_ms.names import mindspore_decay_filter
+from jaxopt_ms.transforms.adam import adam_moments
+from jaxopt_ms.transforms.weight_decay import leaf_mask
+
+__all__ = ["ScaleByLambState", "lamb_direction", "lamb_trust_ratio", "scale_by_lamb"]
+
+
+class ScaleByLambState(NamedTuple):
+    """``count``: updates done (MindSpore's ``global_step``); MindSpore's names ``lamb_m``, ``lamb_v``."""
+
+    count: jax.Array
+    lamb_m: optax.Updates
+    lamb_v: optax.Updates
+
+
+def lamb_trust_ratio(p, ghat) -> jax.Array:
+    """MindSpore's per-leaf trust ratio ``||p|| / ||ghat||`` (1 if a norm is 0), clipped to [0, 10], nan -> 0."""
+    p_norm = jnp.sqrt(jnp.sum(jnp.square(p.astype(jnp.float32))))
+    g_norm = jnp.sqrt(jnp.sum(jnp.square(ghat.astype(jnp.float32))))
+    ratio = jnp.where((p_norm > 0) & (g_norm > 0), p_norm / g_norm, 1.0)
+    ratio = jnp.clip(ratio, 0.0, 10.0)
+    return jnp.where(jnp.isnan(ratio), 0.0, ratio)
+
+
+def lamb_direction(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps: float):
+    """One Lamb step of one leaf. Returns ``(direction, new_m, new_v)`` with ``direction = tr * r``."""
+    m, v = adam_moments(g, m, v, beta1, beta2)
+    t = jnp.asarray(t, jnp.float32)
+    mh = m / (1.0 - jnp.power(jnp.float32(beta1), t))
+    vh = v / (1.0 - jnp.power(jnp.float32(beta2), t))
+    decay = weight_decay * p
+    update = mh / (jnp.sqrt(vh) + eps) + decay
+    ghat = mh / jnp.sqrt(vh + eps) + decay
+    return (lamb_trust_ratio(p, ghat) * update).astype(g.dtype), m, v
+
+
+def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
+                  weight_decay: float | Callable[[jax.Array], Any] = 0.0,
+                  decay_filter: Callable[[str, Any], bool] = mindspore_decay_filter) -> optax.GradientTransformation:
+    """MindSpore Lamb's direction ``tr * r`` (see the module docstring); needs ``params`` in ``update``."""
+    dynamic = callable(weight_decay)
+    fixed = None if dynamic else np.float32(weight_decay)
+
+    def init_fn(params):
+        return ScaleByLambState(jnp.zeros([], jnp.int32), optax.tree.zeros_like(params),
+                                optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        require_params(params, "lamb")
+        wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) if dynamic else jnp.asarray(fixed)
+        t = state.count + 1
+        mask = leaf_mask(params, decay_filter)
+        out = jax.tree.map(
+            lambda g, p, m, v, flag: lamb_direction(g, p, m, v, t, wd if flag else jnp.zeros([], jnp.float32),
+                                                    beta1, beta2, eps),
+            updates, params, state.lamb_m, state.lamb_v, mask,
+        )
+        direction, m, v = unzip(out, updates, 3)
+        return direction, ScaleByLambState(optax.safe_int32_increment(state.count), m, v)
+
+    return optax.GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,92 @@
+"""AdaFactor against MindSpore 2.10 (CPU) trajectories in tests/fixtures/adafactor
+(scripts/mindspore_fixtures/family.py): relative steps, warmup, scale_parameter, fixed lr, beta1, weight decay,
+clip_threshold, decay_rate, the eps pair, compression, an ignored loss_scale and parameter groups, on a 4-D conv
+weight and a 2-D dense weight (factored second moments) and vectors (full second moments)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from fixture_replay import fixture_params, replay
+from parity import case_paths
+
+import jaxopt_ms
+from jaxopt_ms.transforms import AdaFactorState, ScaleByFactoredRmsState, scale_by_factored_rms
+
+
+@pytest.mark.parametrize("path", fixture_params("adafactor"))
+def test_matches_mindspore_every_step(path):
+    replay(path, jit=True)
+
+
+def test_matches_mindspore_without_jit():
+    replay(case_paths("adafactor")[0], jit=False)
+
+
+def test_inside_optax_chain():
+    replay(case_paths("adafactor")[-1], in_chain=True)
+
+
+def _state(opt, params):
+    return next(s for s in jax.tree.leaves(opt.init(params), is_leaf=lambda x: isinstance(x, AdaFactorState))
+                if isinstance(s, AdaFactorState))
+
+
+def test_state_shapes_and_compression_dtype_are_mindspore_s():
+    params = {"w": jnp.ones((2, 3, 4)), "b": jnp.ones(4)}
+    state = _state(jaxopt_ms.adafactor(compression=True), params)
+    assert state.exp_avg_sq_row["w"].shape == (2, 3) and state.exp_avg_sq_col["w"].shape == (2, 4)
+    assert state.exp_avg_sq["w"].shape == (1,) and state.exp_avg_sq_row["b"].shape == (1,)
+    assert state.exp_avg_sq["b"].dtype == jnp.float16 and state.exp_avg["b"].dtype == jnp.float32
+    assert _state(jaxopt_ms.adafactor(beta1=None), params).exp_avg is None
+
+
+def test_current_lr_reports_the_relative_step():
+    opt = jaxopt_ms.adafactor(warmup_init=True)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    for step in range(1, 4):
+        np.testing.assert_allclose(jaxopt_ms.current_lr(state), min(1e-6 * step, 1 / np.sqrt(step)), rtol=1e-6)
+        _, state = opt.update(params, state, params)
+
+
+def test_factored_rms_block_alone():
+    rng = np.random.RandomState(0)
+    g = rng.randn(3, 4).astype(np.float32)
+    opt = scale_by_factored_rms(decay_rate=0.8, eps=1e-30)
+    d, state = opt.update({"w": jnp.asarray(g)}, opt.init({"w": jnp.zeros((3, 4))}))
+    # step 1: beta2t = 0, so row = mean(g², -1) and col = mean(g², -2)
+    row, col = (g * g).mean(-1), (g * g).mean(-2)
+    expected = g / np.sqrt(row / row.mean())[:, None] / np.sqrt(col)[None, :]
+    assert isinstance(state, ScaleByFactoredRmsState)
+    np.testing.assert_allclose(d["w"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(learning_rate=0.1), ValueError, r"'learning_rate' \(0\.1\).*'relative_step'"),
+    (dict(relative_step=False), ValueError, r"'learning_rate' is None"),
+    (dict(learning_rate=0.1, relative_step=False, warmup_init=True), ValueError, r"'warmup_init'"),
+    (dict(eps=1e-30), TypeError, r"'eps'.*float"),
+    (dict(eps=(1e-30, 1e-3, 1.0)), ValueError, r"'eps'.*1\.0"),
+    (dict(eps=(1e-30, 1)), TypeError, r"'eps1'.*int"),
+    (dict(eps=(-1e-30, 1e-3)), ValueError, r"'eps0'.*-1e-30"),
+    (dict(clip_threshold=1), TypeError, r"'clip_threshold'.*int"),
+    (dict(decay_rate=1.0), ValueError, r"'decay_rate'.*1\.0"),
+    (dict(decay_rate=1), TypeError, r"'decay_rate'.*int"),
+    (dict(weight_decay=0), TypeError, r"'weight_decay'.*int"),
+    (dict(weight_decay=1.0), ValueError, r"'weight_decay'.*1\.0"),
+    (dict(beta1=-0.1), ValueError, r"'beta1'.*-0\.1"),
+    (dict(beta1="0.9"), TypeError, r"'beta1'.*str"),
+    (dict(scale_parameter=1), TypeError, r"'scale_parameter'.*int"),
+    (dict(compression=None), TypeError, r"'compression'.*NoneType"),
+    (dict(loss_scale=0.0), ValueError, r"'loss_scale'.*0\.0"),
+    (dict(param_groups=[{"params": "w", "lr": 0.1}]), ValueError, r"'lr' 0\.1"),
+])
+def test_validation(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        jaxopt_ms.adafactor(**kwargs)
+
+
+def test_beta1_accepts_int_and_none_as_mindspore():
+    jaxopt_ms.adafactor(beta1=0)
+    jaxopt_ms.adafactor(beta1=None)
