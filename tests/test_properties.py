@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optimizer_zoo import ZOO
 
+import jaxopt_ms
 from jaxopt_ms import transforms as T
 
 IDS = [name for name, _, _ in ZOO]
@@ -96,13 +97,24 @@ def _chain(name, hp):
     return None
 
 
-def _single_group(hp):
+def _single_group(factory, hp):
+    """The optimizer with one group covering every leaf, with the optimizer's fixed lr and weight decay (no group
+    lr where the optimizer takes none); None for an optimizer without ``param_groups``."""
+    if "param_groups" not in inspect.signature(factory).parameters:
+        return None
     group = {"params": lambda name, leaf: True}
-    if "learning_rate" in hp:
-        group["lr"] = hp["learning_rate"]          # a fixed lr: no quantisation
     if "weight_decay" in hp:
         group["weight_decay"] = hp["weight_decay"]
-    return [group]
+    try:
+        return factory(**hp, param_groups=[{**group, "lr": hp["learning_rate"]}] if "learning_rate" in hp else [group])
+    except (TypeError, ValueError):   # no group lr (MindSpore's FTRL, AdaFactor)
+        return factory(**hp, param_groups=[group])
+
+
+def _honours_loss_scale(factory):
+    # MindSpore's AdaFactor ignores loss_scale (reference §1): the property does not hold there, by design.
+    return "loss_scale" in inspect.signature(factory).parameters and factory is not getattr(jaxopt_ms, "adafactor",
+                                                                                              None)
 
 
 @pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
@@ -111,7 +123,7 @@ def test_properties_float32(name, factory, kwargs):
     equals no-jit, one group covering everything equals no groups, and loss_scale s (a power of two) with
     gradients multiplied by s equals the unscaled run, to float32 rounding: the arithmetic is exact, but XLA
     contracts ``a * b + c`` into fused multiply-adds, and which product it fuses depends on the program."""
-    has_loss_scale = "loss_scale" in inspect.signature(factory).parameters
+    has_loss_scale = _honours_loss_scale(factory)
 
     @SETTINGS
     @given(data=st.data())
@@ -120,8 +132,9 @@ def test_properties_float32(name, factory, kwargs):
         params, grads = data.draw(problems())
         reference = trajectory(factory(**hp), params, grads)
         assert_equal(trajectory(factory(**hp), params, grads, jit=False), reference, rtol=1e-5, atol=1e-5)
-        assert_equal(trajectory(factory(**hp, param_groups=_single_group(hp)), params, grads), reference,
-                     rtol=1e-6, atol=1e-7)
+        grouped = _single_group(factory, hp)
+        if grouped is not None:
+            assert_equal(trajectory(grouped, params, grads), reference, rtol=1e-6, atol=1e-7)
         chain = _chain(name, hp)
         if chain is not None:
             assert_equal(trajectory(chain, params, grads), reference)
