@@ -18,7 +18,7 @@ import jaxopt_ms
 from jaxopt_ms import transforms as T
 
 IDS = [name for name, _, _ in ZOO]
-SETTINGS = settings(max_examples=3, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=2, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 STEPS = 3
 
@@ -147,7 +147,7 @@ def test_properties_float32(name, factory, kwargs):
 
 @pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
 def test_jit_equals_no_jit_low_precision(name, factory, kwargs):
-    @settings(SETTINGS, max_examples=2)
+    @settings(SETTINGS, max_examples=1)
     @given(data=st.data())
     def check(data):
         hp = data.draw(hyperparameters(factory, kwargs))
