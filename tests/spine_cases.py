@@ -80,3 +80,17 @@ def check_case(case: Case, mode: str, **overrides: Any) -> None:
 
 
 MODES = ("jit", "nojit", "chain")
+
+
+def parity_params(paths: list[str], every_mode: tuple[str, ...]) -> list:
+    """``(path, mode)`` pytest params: every case jitted; the cases named in ``every_mode`` also un-jitted and
+    inside ``optax.chain`` (so each optimizer runs all three ways while the suite stays fast)."""
+    import pytest
+
+    out = [pytest.param(p, "jit", id=f"{case_id(p)}-jit") for p in paths]
+    for p in paths:
+        if case_id(p) in every_mode:
+            out += [pytest.param(p, m, id=f"{case_id(p)}-{m}") for m in MODES if m != "jit"]
+    missing = set(every_mode) - {case_id(p) for p in paths}
+    assert not missing, f"unknown cases {missing}"
+    return out

@@ -11,15 +11,16 @@ import numpy as np
 import optax
 import pytest
 from parity import load_case, run_trajectory
-from spine_cases import MODES, case_id, check_case, spine_cases
+from spine_cases import check_case, parity_params, spine_cases
 
 import jaxopt_ms
 
 CASES = spine_cases(lambda name, cfg: cfg["optimizer"] in ("adam", "lazy_adam") and "param_groups" not in cfg["args"])
+# Also run un-jitted and inside optax.chain (all cases run jitted).
+EVERY_MODE = ("adam_weight_decay_loss_scale", "adam_amsgrad", "lazy_adam_dense")
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("path", CASES, ids=case_id)
+@pytest.mark.parametrize("path, mode", parity_params(CASES, EVERY_MODE))
 def test_adam_matches_mindspore(path, mode):
     check_case(load_case(path), mode)
 

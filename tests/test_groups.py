@@ -16,19 +16,20 @@ import numpy as np
 import optax
 import pytest
 from parity import assert_trajectory, load_case, run_trajectory
-from spine_cases import MODES, build, case_id, check_case, spine_cases
+from spine_cases import build, case_id, check_case, parity_params, spine_cases
 
 import jaxopt_ms
 
 CASES = spine_cases(lambda name, cfg: "param_groups" in cfg["args"])
+# Also run un-jitted and inside optax.chain (all cases run jitted).
+EVERY_MODE = ("groups_adam", "groups_lr_quantisation")
 
 
 def _case(name):
     return load_case([p for p in CASES if case_id(p) == name][0])
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("path", CASES, ids=case_id)
+@pytest.mark.parametrize("path, mode", parity_params(CASES, EVERY_MODE))
 def test_groups_match_mindspore(path, mode):
     check_case(load_case(path), mode)
 
@@ -161,8 +162,7 @@ def _gc_problem(seed=0, steps=6):
     return params, grads, groups
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("rule", ["momentum", "adam"])
+@pytest.mark.parametrize("rule, mode", [("momentum", "jit"), ("momentum", "nojit"), ("adam", "jit"), ("adam", "chain")])
 def test_grad_centralization_matches_numpy_reference(rule, mode):
     params, grads, groups = _gc_problem()
     lr, wd, s = 0.1, 0.01, 4.0

@@ -10,15 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from parity import load_case, run_trajectory
-from spine_cases import MODES, case_id, check_case, spine_cases
+from spine_cases import check_case, parity_params, spine_cases
 
 import jaxopt_ms
 
 CASES = spine_cases(lambda name, cfg: cfg["optimizer"] == "momentum" and "param_groups" not in cfg["args"])
+# Also run un-jitted and inside optax.chain (all cases run jitted).
+EVERY_MODE = ("momentum_nesterov_weight_decay_loss_scale", "momentum_weight_decay_loss_scale")
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("path", CASES, ids=case_id)
+@pytest.mark.parametrize("path, mode", parity_params(CASES, EVERY_MODE))
 def test_momentum_matches_mindspore(path, mode):
     case = load_case(path)
     if case.config["args"].get("use_nesterov"):

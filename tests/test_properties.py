@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optimizer_zoo import ZOO
 
+import jaxopt_ms
 from jaxopt_ms import transforms as T
 
 IDS = [name for name, _, _ in ZOO]
-SETTINGS = settings(max_examples=4, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=2, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 STEPS = 3
 
@@ -76,40 +77,6 @@ def assert_equal(a, b, rtol=0.0, atol=0.0):
             np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
-def test_jit_equals_no_jit(name, factory, kwargs):
-    @SETTINGS
-    @given(data=st.data())
-    def check(data):
-        hp = data.draw(hyperparameters(factory, kwargs))
-        params, grads = data.draw(problems((jnp.float32, jnp.bfloat16, jnp.float16)))
-        if params[next(iter(params))].dtype == jnp.float16 and "eps" in hp:
-            hp["eps"] = max(hp["eps"], 1e-3)   # representable in float16 (docs/behaviour.md)
-        opt = factory(**hp)
-        tol = 1e-5 if params[next(iter(params))].dtype == jnp.float32 else 2e-2
-        # XLA may fuse a*b+c into an FMA under jit: equal to rounding, not bitwise.
-        assert_equal(trajectory(opt, params, grads, jit=True), trajectory(opt, params, grads, jit=False),
-                     rtol=tol, atol=tol)
-    check()
-
-
-@pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
-def test_single_group_equals_no_groups(name, factory, kwargs):
-    @SETTINGS
-    @given(data=st.data())
-    def check(data):
-        hp = data.draw(hyperparameters(factory, kwargs))
-        params, grads = data.draw(problems())
-        group = {"params": lambda name, leaf: True}
-        if "learning_rate" in hp:
-            group["lr"] = hp["learning_rate"]          # a fixed lr: no quantisation
-        if "weight_decay" in hp:
-            group["weight_decay"] = hp["weight_decay"]
-        grouped = factory(**hp, param_groups=[group])
-        assert_equal(trajectory(grouped, params, grads), trajectory(factory(**hp), params, grads))
-    check()
-
-
 def _chain(name, hp):
     """The explicit chain of blocks each alias is documented to be (None: no entry for this optimizer yet)."""
     wd, s = hp.get("weight_decay", 0.0), hp.get("loss_scale", 1.0)
@@ -133,33 +100,70 @@ def _chain(name, hp):
     return None
 
 
+def _single_group(factory, hp):
+    """The optimizer with one group covering every leaf, with the optimizer's fixed lr and weight decay (no group
+    lr where the optimizer takes none); None for an optimizer without ``param_groups``."""
+    if "param_groups" not in inspect.signature(factory).parameters:
+        return None
+    group = {"params": lambda name, leaf: True}
+    if "weight_decay" in hp:
+        group["weight_decay"] = hp["weight_decay"]
+    try:
+        return factory(**hp, param_groups=[{**group, "lr": hp["learning_rate"]}] if "learning_rate" in hp else [group])
+    except (TypeError, ValueError):   # no group lr (MindSpore's FTRL, AdaFactor)
+        return factory(**hp, param_groups=[group])
+
+
+def _honours_loss_scale(factory):
+    # MindSpore's AdaFactor ignores loss_scale (reference §1): the property does not hold there, by design.
+    return "loss_scale" in inspect.signature(factory).parameters and factory is not getattr(jaxopt_ms, "adafactor",
+                                                                                              None)
+
+
 @pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
-def test_alias_equals_its_chain_of_blocks(name, factory, kwargs):
-    if _chain(name, dict(kwargs)) is None:
-        pytest.skip(f"no explicit chain written for {name} in tests/test_properties.py:_chain")
+def test_properties_float32(name, factory, kwargs):
+    """On one drawn problem (float32): the alias equals its chain of blocks bitwise (the same program); jit
+    equals no-jit, one group covering everything equals no groups, and loss_scale s (a power of two) with
+    gradients multiplied by s equals the unscaled run, to float32 rounding: the arithmetic is exact, but XLA
+    contracts ``a * b + c`` into fused multiply-adds, and which product it fuses depends on the program."""
+    has_loss_scale = _honours_loss_scale(factory)
 
     @SETTINGS
     @given(data=st.data())
     def check(data):
         hp = data.draw(hyperparameters(factory, kwargs))
-        if "loss_scale" in inspect.signature(factory).parameters:
-            hp["loss_scale"] = data.draw(st.sampled_from([1.0, 4.0, 3.0]))
         params, grads = data.draw(problems())
-        assert_equal(trajectory(factory(**hp), params, grads), trajectory(_chain(name, hp), params, grads))
+        reference = trajectory(factory(**hp), params, grads)
+        assert_equal(trajectory(factory(**hp), params, grads, jit=False), reference, rtol=1e-5, atol=1e-5)
+        grouped = _single_group(factory, hp)
+        if grouped is not None:
+            assert_equal(trajectory(grouped, params, grads), reference, rtol=1e-6, atol=1e-7)
+        chain = _chain(name, hp)
+        if chain is not None:
+            assert_equal(trajectory(chain, params, grads), reference)
+        if has_loss_scale:
+            s = 2.0 ** data.draw(st.integers(1, 12))
+            scaled = [jax.tree.map(lambda g: g * s, g) for g in grads]
+            assert_equal(trajectory(factory(**hp, loss_scale=s), params, scaled), reference, rtol=1e-6, atol=1e-7)
     check()
 
 
 @pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
-def test_loss_scale_with_scaled_gradients_equals_unscaled_run(name, factory, kwargs):
-    if "loss_scale" not in inspect.signature(factory).parameters:
-        pytest.skip(f"{name} has no loss_scale argument")
-
-    @SETTINGS
+def test_jit_equals_no_jit_low_precision(name, factory, kwargs):
+    @settings(SETTINGS, max_examples=1)
     @given(data=st.data())
     def check(data):
         hp = data.draw(hyperparameters(factory, kwargs))
-        s = 2.0 ** data.draw(st.integers(1, 12))
-        params, grads = data.draw(problems())
-        scaled = [jax.tree.map(lambda g: g * s, g) for g in grads]
-        assert_equal(trajectory(factory(**hp, loss_scale=s), params, scaled), trajectory(factory(**hp), params, grads))
+        params, grads = data.draw(problems((jnp.bfloat16, jnp.float16)))
+        if params[next(iter(params))].dtype == jnp.float16 and "eps" in hp:
+            hp["eps"] = max(hp["eps"], 1e-3)   # representable in float16 (docs/behaviour.md)
+        opt = factory(**hp)
+        assert_equal(trajectory(opt, params, grads, jit=True), trajectory(opt, params, grads, jit=False),
+                     rtol=2e-2, atol=2e-2)
     check()
+
+
+def test_every_zoo_optimizer_without_a_chain_is_reported():
+    missing = [name for name, _, kwargs in ZOO if _chain(name, dict(kwargs)) is None]
+    if missing:
+        pytest.skip(f"alias == chain not checked for {missing}: add them to tests/test_properties.py:_chain")

@@ -9,15 +9,16 @@ import numpy as np
 import optax
 import pytest
 from parity import load_case, run_trajectory
-from spine_cases import MODES, case_id, check_case, spine_cases
+from spine_cases import check_case, parity_params, spine_cases
 
 import jaxopt_ms
 
 CASES = spine_cases(lambda name, cfg: cfg["optimizer"] == "sgd" and "param_groups" not in cfg["args"])
+# Also run un-jitted and inside optax.chain (all cases run jitted).
+EVERY_MODE = ("sgd_weight_decay_loss_scale", "sgd_nesterov")
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("path", CASES, ids=case_id)
+@pytest.mark.parametrize("path, mode", parity_params(CASES, EVERY_MODE))
 def test_sgd_matches_mindspore(path, mode):
     check_case(load_case(path), mode)
 
