@@ -83,11 +83,19 @@ def relative_step_learning_rate(warmup_init: bool = False):
 
 
 def init_factored_moments(p, compression: bool = False):
-    """``(row, col, sq)`` zeros with MindSpore's shapes (``(1,)`` where unused; ``sq`` float16 if compressed)."""
-    one = jnp.zeros((1,), p.dtype)
+    """``(row, col, sq)`` zeros with MindSpore's shapes (``(1,)`` where unused; ``sq`` float16 if compressed).
+
+    Float16/bfloat16 leaves keep their statistics in float32: ``g² + 1e-30`` underflows to 0 in float16.
+    """
+    dtype = _compute_dtype(p.dtype)
+    one = jnp.zeros((1,), dtype)
     if p.ndim >= 2:
-        return jnp.zeros(p.shape[:-1], p.dtype), jnp.zeros(p.shape[:-2] + p.shape[-1:], p.dtype), one
-    return one, one, jnp.zeros(p.shape, jnp.float16 if compression else p.dtype)
+        return jnp.zeros(p.shape[:-1], dtype), jnp.zeros(p.shape[:-2] + p.shape[-1:], dtype), one
+    return one, one, jnp.zeros(p.shape, jnp.float16 if compression else dtype)
+
+
+def _compute_dtype(dtype) -> jnp.dtype:
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def factored_rms_direction(g, row, col, sq, beta2t, eps1: float):
@@ -106,8 +114,13 @@ def factored_rms_direction(g, row, col, sq, beta2t, eps1: float):
 
 def adafactor_update(g, p, exp_avg, row, col, sq, *, lr, beta2t, eps: tuple[float, float], clip_threshold: float,
                      beta1: float, weight_decay: float, scale_parameter: bool):
-    """One AdaFactor step of one leaf. Returns ``(new_p, exp_avg, row, col, sq)`` (module docstring)."""
-    dtype = p.dtype
+    """One AdaFactor step of one leaf. Returns ``(new_p, exp_avg, row, col, sq)`` (module docstring).
+
+    Low-precision leaves are computed in float32 and the new parameter is cast back.
+    """
+    out_dtype = p.dtype
+    dtype = _compute_dtype(out_dtype)
+    g, p = g.astype(dtype), p.astype(dtype)
     lr_t = lr * jnp.maximum(jnp.float32(eps[1]), rms(p)) if scale_parameter else lr
     lr_t = jnp.asarray(lr_t, dtype)
     d, row, col, sq = factored_rms_direction(g, row, col, sq, beta2t, eps[0])
@@ -117,7 +130,7 @@ def adafactor_update(g, p, exp_avg, row, col, sq, *, lr, beta2t, eps: tuple[floa
         d = exp_avg.astype(dtype)
     if weight_decay > 0:
         p = p + p * -weight_decay * lr_t
-    return (p - d).astype(dtype), exp_avg, row, col, sq
+    return (p - d).astype(out_dtype), exp_avg, row, col, sq
 
 
 def _beta2t(count, decay_rate: float):
@@ -143,7 +156,7 @@ def apply_adafactor(learning_rate: LearningRateLike, eps: tuple[float, float] = 
     def init_fn(params: Any) -> AdaFactorState:
         moments = jax.tree.map(lambda p: init_factored_moments(p, compression), params)
         row, col, sq = unzip(moments, params, 3)
-        exp_avg = optax.tree.zeros_like(params) if beta1 > 0 else None
+        exp_avg = jax.tree.map(lambda p: jnp.zeros(p.shape, _compute_dtype(p.dtype)), params) if beta1 > 0 else None
         return AdaFactorState(exp_avg, row, col, sq, lr.init())
 
     def update_fn(updates, state, params=None):
