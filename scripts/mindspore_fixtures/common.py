@@ -83,3 +83,12 @@ def save_case(family: str, case: str, config: dict, params0: dict, grads: list[d
     path = os.path.join(folder, f"{case}.npz")
     np.savez_compressed(path, **out)
     return path
+
+
+def raised(fn, **kwargs) -> str | None:
+    """The name of the exception MindSpore raises for ``fn(**kwargs)``, or ``None`` when it accepts them."""
+    try:
+        fn(**kwargs)
+    except Exception as e:
+        return type(e).__name__
+    return None

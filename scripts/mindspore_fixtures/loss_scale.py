@@ -17,7 +17,7 @@ Writes ``tests/fixtures/loss_scale/*.npz``:
 from __future__ import annotations
 
 import numpy as np
-from common import make_grads, make_params, ms, ms_params, save_case
+from common import make_grads, make_params, ms, ms_params, raised, save_case
 from mindspore import Parameter, Tensor, amp, nn, ops
 
 FAMILY = "loss_scale"
@@ -147,12 +147,7 @@ def invalid_cases() -> None:
     ]
     results = []
     for target, args in cases:
-        try:
-            getattr(ms, target)(**args)
-            error = None
-        except Exception as e:
-            error = type(e).__name__
-        results.append({"target": target, "args": args, "error": error})
+        results.append({"target": target, "args": args, "error": raised(getattr(ms, target), **args)})
     save_case(FAMILY, "invalid_arguments", {"kind": "invalid", "cases": results}, {}, [], [])
 
 

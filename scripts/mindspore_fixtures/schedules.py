@@ -13,7 +13,7 @@ Writes ``tests/fixtures/schedules/*.npz``:
 from __future__ import annotations
 
 import numpy as np
-from common import make_grads, make_params, ms, ms_params, run_optimizer, save_case
+from common import make_grads, make_params, ms, ms_params, raised, run_optimizer, save_case
 from mindspore import Tensor, nn
 
 FAMILY = "schedules"
@@ -236,13 +236,7 @@ INVALID = [
 def invalid_cases() -> None:
     results = []
     for target, args in INVALID:
-        fn = getattr(nn, target)
-        try:
-            fn(**args)
-            error = None
-        except Exception as e:
-            error = type(e).__name__
-        results.append({"target": target, "args": args, "error": error})
+        results.append({"target": target, "args": args, "error": raised(getattr(nn, target), **args)})
     save_case(FAMILY, "invalid_arguments", {"kind": "invalid", "cases": results}, {}, [], [])
 
 
