@@ -146,14 +146,8 @@ def test_non_float_leaves_are_a_type_error(name, factory, kwargs, dtype):
         opt.init({"w": jnp.ones(2), "step": jnp.ones(2, dtype)})
 
 
-def _xfail_adafactor_none(factory):
-    if factory is getattr(jaxopt_ms, "adafactor", None):
-        pytest.xfail("known bug: transforms/adafactor.py adafactor_update reads p.dtype of a None leaf")
-
-
 @pytest.mark.parametrize("name, factory, kwargs", ZOO, ids=IDS)
 def test_none_leaves_are_skipped(name, factory, kwargs):
-    _xfail_adafactor_none(factory)
     opt = factory(**kwargs)
     params = {"w": jnp.ones(2), "frozen": None}
     updates, _ = jax.jit(opt.update)({"w": jnp.ones(2), "frozen": None}, opt.init(params), params)
