@@ -3,7 +3,9 @@
 Run in its own process (``tests/test_sharding.py`` does it): the device count must be set before JAX starts.
 Global reductions (global-norm clipping, trust ratios, overflow checks) are exercised with Optax blocks here;
 the optimizers that reduce over whole parameters (Lamb, LARS, AdaFactor, loss-scale wrappers) are covered as
-soon as they are listed in ``tests/optimizer_zoo.py``.
+soon as they are listed in ``tests/optimizer_zoo.py``. Also: a ZeRO-1 state checkpointed with orbax-checkpoint
+and restored into its sharded layout resumes bit-identically, and (hypothesis) random parameter shapes,
+partitionings and ZeRO-1 axes give the single-device result.
 """
 
 import functools
