@@ -1,6 +1,7 @@
 """Reliability of every optimizer in tests/optimizer_zoo.py: orbax checkpoints, resumed and repeated runs
 bit-identical, bad pytrees, non-finite gradients (docs/behaviour.md) and dtypes float16 / bfloat16 / float32 /
-float64 (x64)."""
+float64 (x64). Checkpoints of fused and loss-scale-wrapped states are checked for a few optimizers; sharded (ZeRO-1)
+ones in tests/multidevice/check_sharding.py."""
 
 import functools
 import inspect
