@@ -1,9 +1,12 @@
 """Property tests (hypothesis) over random pytrees, shapes, dtypes and hyperparameters, for every optimizer in
 tests/optimizer_zoo.py: jit equals no-jit; one group covering everything equals no groups (fixed learning rates:
 a fixed group lr mixed with a dynamic one is quantised, reference §2.3); each alias equals its explicit chain of
-blocks; loss_scale s with gradients multiplied by s equals the unscaled run (s a power of two: exact)."""
+blocks; loss_scale s with gradients multiplied by s equals the unscaled run (s a power of two: exact); the fused
+flat-buffer path equals the per-leaf path (tests/test_fused.py's tolerance). Sharded equals single-device is in
+tests/multidevice/check_sharding.py (it needs 8 host devices, set before JAX starts)."""
 
 import inspect
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optimizer_zoo import ZOO
+from test_fused import assert_same_bits, fused_trajectory, per_leaf_trajectory
 
 import jaxopt_ms
+from jaxopt_ms import fused
 from jaxopt_ms import transforms as T
 
 IDS = [name for name, _, _ in ZOO]
@@ -46,14 +51,16 @@ def hyperparameters(draw, factory, kwargs):
 
 
 @st.composite
-def problems(draw, dtypes=(jnp.float32,)):
-    """(params, [grads per step]) with 1-4 leaves of rank 0-3, and a dtype."""
+def problems(draw, dtypes=(jnp.float32,), mixed=False):
+    """(params, [grads per step]) with 1-4 leaves of rank 0-3, and a dtype; ``mixed``: 2-4 leaves whose dtypes
+    alternate over ``dtypes`` (every dtype present), from a drawn start."""
     dtype = draw(st.sampled_from(dtypes))
-    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
+    names = draw(st.lists(st.sampled_from(NAMES), min_size=2 if mixed else 1, max_size=4, unique=True))
     shapes = {n: tuple(draw(st.lists(st.integers(1, 4), max_size=3))) for n in names}
+    leaf_dtypes = dict(zip(names, itertools.cycle(draw(st.permutations(dtypes))) if mixed else [dtype] * len(names)))
     rng = np.random.RandomState(draw(st.integers(0, 2**16)))
-    params = {n: jnp.asarray(rng.randn(*s), dtype) for n, s in shapes.items()}
-    grads = [{n: jnp.asarray(rng.randn(*s), dtype) for n, s in shapes.items()} for _ in range(STEPS)]
+    params = {n: jnp.asarray(rng.randn(*s), leaf_dtypes[n]) for n, s in shapes.items()}
+    grads = [{n: jnp.asarray(rng.randn(*s), leaf_dtypes[n]) for n, s in shapes.items()} for _ in range(STEPS)]
     return params, grads
 
 
@@ -160,6 +167,23 @@ def test_jit_equals_no_jit_low_precision(name, factory, kwargs):
         opt = factory(**hp)
         assert_equal(trajectory(opt, params, grads, jit=True), trajectory(opt, params, grads, jit=False),
                      rtol=2e-2, atol=2e-2)
+    check()
+
+
+FUSED_FEW = [z for z in ZOO if z[0] in ("sgd", "adam", "lamb")]
+
+
+@pytest.mark.parametrize("name, factory, kwargs", FUSED_FEW, ids=[z[0] for z in FUSED_FEW])
+def test_fused_equals_per_leaf(name, factory, kwargs):
+    """Random hyperparameters and pytrees mixing float32 and bfloat16 leaves: the fused path's trajectory is the
+    per-leaf one (bfloat16 bitwise, float32 within test_fused.MAX_ULPS)."""
+    @SETTINGS
+    @given(data=st.data())
+    def check(data):
+        opt = factory(**data.draw(hyperparameters(factory, kwargs)))
+        params, grads = data.draw(problems((jnp.float32, jnp.bfloat16), mixed=True))
+        assert_same_bits(fused_trajectory(fused.fuse(opt), params, grads)[0],
+                         per_leaf_trajectory(opt, params, grads)[0])
     check()
 
 

@@ -164,8 +164,9 @@ def apply_adafactor(learning_rate: LearningRateLike, eps: tuple[float, float] = 
         beta2t = _beta2t(state.lr.count, decay_rate)
         rate = state.lr.learning_rate
         exp_avg = state.exp_avg if beta1 > 0 else jax.tree.map(lambda _: None, updates)
+        # None leaves are seen here (is_leaf, for the absent exp_avg): a None gradient (frozen leaf) stays None.
         out = jax.tree.map(
-            lambda g, p, m, r, c, s: adafactor_update(
+            lambda g, p, m, r, c, s: None if g is None else adafactor_update(
                 g, p, m, r, c, s, lr=rate, beta2t=beta2t, eps=eps, clip_threshold=clip_threshold, beta1=beta1,
                 weight_decay=weight_decay, scale_parameter=scale_parameter),
             updates, params, exp_avg, state.exp_avg_sq_row, state.exp_avg_sq_col, state.exp_avg_sq,
