@@ -89,9 +89,10 @@ def lamb_direction(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps:
 
 
 def _norms(tree: Any) -> Any:
-    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one segment sum per flat buffer
-    # (jaxopt_ms.fused), so the rest of the step stays element-wise over whole buffers.
-    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree), method="segment_sum"))
+    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one reduction per leaf of a flat buffer
+    # (jaxopt_ms.fused; the same sums, gathered back to the elements), so the rest of the step is element-wise
+    # over whole buffers.
+    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree)))
 
 
 def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,

@@ -65,10 +65,11 @@ def lars_gradient(g, w, weight_decay, lr, *, epsilon: float, coefficient: float,
 
 
 def _norms(tree: Any) -> Any:
-    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one segment sum per flat buffer
-    # (jaxopt_ms.fused), so the rest of the step stays element-wise over whole buffers. Norms of leaves
+    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one reduction per leaf of a flat buffer
+    # (jaxopt_ms.fused; the same sums, gathered back to the elements), so the rest of the step is element-wise
+    # over whole buffers. Norms of leaves
     # outside lars_filter are not used, and the jitted step drops them.
-    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree), method="segment_sum"))
+    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree)))
 
 
 def scale_by_lars(
