@@ -267,27 +267,29 @@ def map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any, where: Callable[[t
     return jax.tree.map(one, tree, *rest, is_leaf=is_flat)
 
 
-def _segment_ids(slots: list[LeafSlot], size: int) -> jax.Array:
-    sizes = np.array([s.size for s in slots])
-    return jnp.repeat(jnp.arange(len(slots), dtype=jnp.int32), sizes, total_repeat_length=size)
+def _segment_ids(slots: list[LeafSlot]) -> np.ndarray:
+    # A NumPy constant: built with jnp.repeat inside the program, XLA constant-folds it (minutes for 4M elements).
+    return np.repeat(np.arange(len(slots), dtype=np.int32), [s.size for s in slots])
 
 
 def _flat_leaf_sums(x: FlatParams, method: str) -> FlatParams:
     buffers = []
-    for b, spec in enumerate(x.layout.buffers):
+    for b in range(len(x.layout.buffers)):
         buf = x.buffers[b]
         if not hasattr(buf, "shape"):
             buffers.append(buf)
             continue
         slots = x.layout.buffer_leaves(b)
+        if len(slots) == 1:
+            buffers.append(jnp.broadcast_to(jnp.sum(buf), buf.shape))
+            continue
+        ids = _segment_ids(slots)
         if method == "segment_sum":
-            ids = _segment_ids(slots, spec.size)
             sums = jax.ops.segment_sum(buf, ids, num_segments=len(slots), indices_are_sorted=True)
-            buffers.append(sums[ids])
         else:
-            parts = [jnp.broadcast_to(jnp.sum(jax.lax.slice(buf, (s.offset,), (s.offset + s.size,))), (s.size,))
-                     for s in slots]
-            buffers.append(_concat(parts))
+            sums = jnp.stack([jnp.sum(jax.lax.slice(buf, (s.offset,), (s.offset + s.size,))) for s in slots])
+        # broadcast back by one gather: a concatenate of many broadcasts is slow to compile and to run
+        buffers.append(sums[ids])
     return FlatParams(tuple(buffers), x.layout)
 
 
@@ -299,9 +301,10 @@ def leaf_sums(tree: Any, method: str = "slices") -> Any:
     otherwise element-wise, so the block runs on flat buffers.
 
     Args:
-        method: ``'slices'`` (default: one reduction per leaf, the same summation as the per-leaf path) or
-            ``'segment_sum'`` (one segment sum over a segment-id vector per buffer; summation order differs,
-            so results agree to rounding).
+        method: ``'slices'`` (default: one reduction per leaf, the same summation as the per-leaf path, so the
+            same bits; the sums go back to the elements by one gather per buffer) or ``'segment_sum'`` (one
+            segment sum over a segment-id vector per buffer; summation order differs, so results agree to
+            rounding; a scatter, slow on CPU for large buffers). A buffer of one leaf is one ``jnp.sum``.
     """
     if method not in ("slices", "segment_sum"):
         raise ValueError(f"leaf_sums: 'method' must be 'slices' or 'segment_sum', but got {method!r}.")

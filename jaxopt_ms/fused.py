@@ -38,8 +38,11 @@ What the blocks of each family must use (the per-array formula stays one functio
 - element-wise rules (SGD, Momentum, Adam, AdamWeightDecay, RMSProp, Adagrad, ProximalAdagrad, FTRL, Adamax,
   Adadelta, ASGD, Rprop): ``jax.tree.map`` as usual; nothing to do;
 - gradient centralization: :func:`map_leaves` with ``where=qualifies_for_centralization`` (done);
-- Lamb / LARS trust ratios: :func:`map_leaves` over the per-leaf step (done: the same ``lamb_direction`` /
-  ``lars_gradient`` run per leaf view); :func:`leaf_sums` is the element-wise alternative;
+- Lamb / LARS trust ratios: only the norms are per leaf, :func:`leaf_sums` (one reduction per leaf, gathered
+  back to the elements; ``jnp.sum`` on a plain leaf); the rest of the step is element-wise over whole buffers,
+  the norms broadcast over each leaf's elements (done: ``lamb_update`` / ``lamb_ratio_of_norms`` and
+  ``lars_trust`` / ``lars_scale``, the same functions on both paths). :func:`map_leaves` over a whole step
+  slices it into one program piece per leaf: slow to compile and to run on trees of many leaves;
 - AdaFactor (not yet: :func:`fuse` refuses it): RMS of the update via :func:`leaf_sums`; factored second
   moments (rank >= 2 leaves) on :func:`leaf_tree` / :func:`restore`, so they stay per leaf inside the fused path.
 

@@ -20,8 +20,16 @@ from jaxopt_ms.transforms.asgd import ASGDState, apply_asgd, asgd_update
 from jaxopt_ms.transforms.centralization import centralize_gradients, qualifies_for_centralization
 from jaxopt_ms.transforms.clip import clip_by_norm
 from jaxopt_ms.transforms.ftrl import FtrlState, apply_ftrl, ftrl_update
-from jaxopt_ms.transforms.lamb import ScaleByLambState, lamb_direction, lamb_trust_ratio, scale_by_lamb
-from jaxopt_ms.transforms.lars import LarsState, lars_gradient, scale_by_lars
+from jaxopt_ms.transforms.lamb import (
+    ScaleByLambState,
+    lamb_direction,
+    lamb_ratio_of_norms,
+    lamb_scale,
+    lamb_trust_ratio,
+    lamb_update,
+    scale_by_lamb,
+)
+from jaxopt_ms.transforms.lars import LarsState, lars_gradient, lars_scale, lars_trust, scale_by_lars
 from jaxopt_ms.transforms.learning_rate import (
     LearningRate,
     LearningRateState,
@@ -81,8 +89,13 @@ __all__ = [
     "host_memory_kind",
     "init_factored_moments",
     "lamb_direction",
+    "lamb_ratio_of_norms",
+    "lamb_scale",
     "lamb_trust_ratio",
+    "lamb_update",
     "lars_gradient",
+    "lars_scale",
+    "lars_trust",
     "proximal_adagrad_update",
     "proximal_step",
     "qualifies_for_centralization",

@@ -23,13 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_ms._flat import map_leaves
+from jaxopt_ms._flat import leaf_sums
 from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments
 from jaxopt_ms.transforms.weight_decay import leaf_mask
 
-__all__ = ["ScaleByLambState", "lamb_direction", "lamb_trust_ratio", "scale_by_lamb"]
+__all__ = [
+    "ScaleByLambState",
+    "lamb_direction",
+    "lamb_ratio_of_norms",
+    "lamb_scale",
+    "lamb_trust_ratio",
+    "lamb_update",
+    "scale_by_lamb",
+]
 
 
 class ScaleByLambState(NamedTuple):
@@ -40,17 +48,25 @@ class ScaleByLambState(NamedTuple):
     lamb_v: optax.Updates
 
 
-def lamb_trust_ratio(p, ghat) -> jax.Array:
-    """MindSpore's per-leaf trust ratio ``||p|| / ||ghat||`` (1 if a norm is 0), clipped to [0, 10], nan -> 0."""
-    p_norm = jnp.sqrt(jnp.sum(jnp.square(p.astype(jnp.float32))))
-    g_norm = jnp.sqrt(jnp.sum(jnp.square(ghat.astype(jnp.float32))))
-    ratio = jnp.where((p_norm > 0) & (g_norm > 0), p_norm / g_norm, 1.0)
+def lamb_ratio_of_norms(p_norm, ghat_norm) -> jax.Array:
+    """MindSpore's trust ratio from the two norms: ``p_norm / ghat_norm`` (1 if one is 0), clipped to [0, 10],
+    nan -> 0. Element-wise, so it also takes norms broadcast over a leaf (the fused path)."""
+    ratio = jnp.where((p_norm > 0) & (ghat_norm > 0), p_norm / ghat_norm, 1.0)
     ratio = jnp.clip(ratio, 0.0, 10.0)
     return jnp.where(jnp.isnan(ratio), 0.0, ratio)
 
 
-def lamb_direction(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps: float):
-    """One Lamb step of one leaf. Returns ``(direction, new_m, new_v)`` with ``direction = tr * r``."""
+def _square(x) -> jax.Array:
+    return jnp.square(x.astype(jnp.float32))
+
+
+def lamb_trust_ratio(p, ghat) -> jax.Array:
+    """MindSpore's per-leaf trust ratio ``||p|| / ||ghat||`` (1 if a norm is 0), clipped to [0, 10], nan -> 0."""
+    return lamb_ratio_of_norms(jnp.sqrt(jnp.sum(_square(p))), jnp.sqrt(jnp.sum(_square(ghat))))
+
+
+def lamb_update(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps: float):
+    """The element-wise part of one Lamb step. Returns ``(r, ghat, new_m, new_v)`` (see the module docstring)."""
     m, v = adam_moments(g, m, v, beta1, beta2)
     t = jnp.asarray(t, jnp.float32)
     mh = m / (1.0 - jnp.power(jnp.float32(beta1), t))
@@ -58,7 +74,25 @@ def lamb_direction(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps:
     decay = weight_decay * p
     update = mh / (jnp.sqrt(vh) + eps) + decay
     ghat = mh / jnp.sqrt(vh + eps) + decay
-    return (lamb_trust_ratio(p, ghat) * update).astype(g.dtype), m, v
+    return update, ghat, m, v
+
+
+def lamb_scale(update, ratio, dtype) -> jax.Array:
+    """The direction ``tr * r`` in the gradient's ``dtype``."""
+    return (ratio * update).astype(dtype)
+
+
+def lamb_direction(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps: float):
+    """One Lamb step of one whole leaf. Returns ``(direction, new_m, new_v)`` with ``direction = tr * r``."""
+    update, ghat, m, v = lamb_update(g, p, m, v, t, weight_decay, beta1, beta2, eps)
+    return lamb_scale(update, lamb_trust_ratio(p, ghat), g.dtype), m, v
+
+
+def _norms(tree: Any) -> Any:
+    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one reduction per leaf of a flat buffer
+    # (jaxopt_ms.fused; the same sums, gathered back to the elements), so the rest of the step is element-wise
+    # over whole buffers.
+    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree)))
 
 
 def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
@@ -77,12 +111,14 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) if dynamic else jnp.asarray(fixed)
         t = state.count + 1
         mask = leaf_mask(params, decay_filter)
-        out = map_leaves(  # the trust ratio is per leaf, also inside flat buffers (jaxopt_ms.fused)
-            lambda g, p, m, v, flag: lamb_direction(g, p, m, v, t, wd if flag else jnp.zeros([], jnp.float32),
-                                                    beta1, beta2, eps),
+        zero = jnp.zeros([], jnp.float32)
+        out = jax.tree.map(
+            lambda g, p, m, v, flag: lamb_update(g, p, m, v, t, wd if flag else zero, beta1, beta2, eps),
             updates, params, state.lamb_m, state.lamb_v, mask,
         )
-        direction, m, v = unzip(out, updates, 3)
+        update, ghat, m, v = unzip(out, updates, 4)
+        direction = jax.tree.map(lambda u, pn, gn, g: lamb_scale(u, lamb_ratio_of_norms(pn, gn), g.dtype),
+                                 update, _norms(params), _norms(ghat), updates)
         return direction, ScaleByLambState(optax.safe_int32_increment(state.count), m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)

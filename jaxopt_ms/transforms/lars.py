@@ -13,6 +13,7 @@ pass through unchanged (no weight decay at all). The result feeds the wrapped op
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -21,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_ms._flat import map_leaves
+from jaxopt_ms._flat import leaf_sums
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, resolve_learning_rate
 from jaxopt_ms.transforms.weight_decay import leaf_mask
 
-__all__ = ["LarsState", "lars_gradient", "scale_by_lars"]
+__all__ = ["LarsState", "lars_gradient", "lars_scale", "lars_trust", "scale_by_lars"]
 
 LEARNING_RATE_ARG = "lars_learning_rate"
 
@@ -38,14 +39,37 @@ class LarsState(NamedTuple):
     count: jax.Array
 
 
-def lars_gradient(g, w, weight_decay, lr, *, epsilon: float, coefficient: float, use_clip: bool):
-    """The LARS-scaled gradient of one leaf: ``trust * (g + weight_decay * w)`` (see the module docstring)."""
-    w_norm = jnp.sqrt(jnp.sum(jnp.square(w.astype(jnp.float32))))
-    g_norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32))))
+def lars_trust(w_norm, g_norm, weight_decay, lr, *, epsilon: float, coefficient: float, use_clip: bool):
+    """The trust ratio from the two norms (see the module docstring). Element-wise, so it also takes norms
+    broadcast over a leaf (the fused path)."""
     trust = coefficient * w_norm / (g_norm + weight_decay * w_norm + epsilon)
     if use_clip:
         trust = jnp.clip(trust / lr, 0.0, 1.0)
+    return trust
+
+
+def lars_scale(g, w, weight_decay, trust) -> jax.Array:
+    """The scaled gradient ``trust * (g + weight_decay * w)`` in the gradient's dtype."""
     return ((weight_decay * w + g) * trust).astype(g.dtype)
+
+
+def _square(x) -> jax.Array:
+    return jnp.square(x.astype(jnp.float32))
+
+
+def lars_gradient(g, w, weight_decay, lr, *, epsilon: float, coefficient: float, use_clip: bool):
+    """The LARS-scaled gradient of one whole leaf: ``trust * (g + weight_decay * w)`` (see the module docstring)."""
+    trust = lars_trust(jnp.sqrt(jnp.sum(_square(w))), jnp.sqrt(jnp.sum(_square(g))), weight_decay, lr,
+                       epsilon=epsilon, coefficient=coefficient, use_clip=use_clip)
+    return lars_scale(g, w, weight_decay, trust)
+
+
+def _norms(tree: Any) -> Any:
+    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one reduction per leaf of a flat buffer
+    # (jaxopt_ms.fused; the same sums, gathered back to the elements), so the rest of the step is element-wise
+    # over whole buffers. Norms of leaves
+    # outside lars_filter are not used, and the jitted step drops them.
+    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree)))
 
 
 def scale_by_lars(
@@ -106,10 +130,12 @@ def scale_by_lars(
         decayed = leaf_mask(params, decay_filter)
         scaled = leaf_mask(params, lars_filter)
         zero = jnp.zeros([], jnp.float32)
-        updates = map_leaves(  # the trust ratio is per leaf, also inside flat buffers (jaxopt_ms.fused)
-            lambda g, w, d, s: lars_gradient(g, w, wd if d else zero, lr, epsilon=epsilon, coefficient=coefficient,
-                                             use_clip=use_clip) if s else g,
-            updates, params, decayed, scaled,
+        trust_of = functools.partial(lars_trust, lr=lr, epsilon=epsilon, coefficient=coefficient,
+                                     use_clip=use_clip)
+        updates = jax.tree.map(
+            lambda g, w, d, s, wn, gn: lars_scale(g, w, wd if d else zero, trust_of(wn, gn, wd if d else zero))
+            if s else g,
+            updates, params, decayed, scaled, _norms(params), _norms(updates),
         )
         return updates, LarsState(state.count + steps_per_update)
 
