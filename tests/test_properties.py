@@ -104,6 +104,33 @@ def _chain(name, hp):
         post = [T.add_decayed_weights(wd)] if wd > 0 else []
         return optax.chain(T.scale_by_adam_weight_decay(hp.get("beta1", 0.9), hp.get("beta2", 0.999),
                                                         hp.get("eps", 1e-6)), *post, lr)
+    arg = lambda key: hp.get(key, inspect.signature(getattr(jaxopt_ms, name)).parameters[key].default)  # noqa: E731
+    if name == "adagrad":
+        return optax.chain(*pre, T.scale_by_adagrad(arg("accum"), arg("update_slots")), lr)
+    if name == "adamax":
+        return optax.chain(*pre, T.scale_by_adamax(arg("beta1"), arg("beta2"), arg("eps")), lr)
+    if name == "adadelta":
+        return optax.chain(*pre, T.scale_by_adadelta(arg("rho"), arg("epsilon")), lr)
+    if name == "proximal_adagrad":
+        return optax.chain(*pre, T.apply_proximal_adagrad(hp["learning_rate"], arg("accum"), arg("l1"), arg("l2")))
+    if name == "ftrl":  # MindSpore's FTRL decays every leaf when not grouped
+        pre = ([T.add_decayed_weights(wd, s, jaxopt_ms.decay_all)] if wd > 0 else []) + pre[1 if wd > 0 else 0:]
+        return optax.chain(*pre, T.apply_ftrl(hp["learning_rate"], arg("initial_accum"), arg("lr_power"), arg("l1"),
+                                              arg("l2")))
+    if name == "rprop":
+        return optax.chain(*pre, T.apply_rprop(hp["learning_rate"], arg("etas"), arg("step_sizes")))
+    if name == "asgd":
+        return optax.chain(*pre, T.apply_asgd(hp["learning_rate"], arg("lambd"), arg("alpha"), arg("t0")))
+    if name == "lamb":  # decay inside the rule, no loss-scale division
+        rule = T.scale_by_lamb(arg("beta1"), arg("beta2"), arg("eps"), wd, jaxopt_ms.mindspore_decay_filter)
+        return optax.chain(rule, lr)
+    if name in ("rmsprop", "rmsprop_centered"):
+        hp = dict(inspect.signature(jaxopt_ms.rmsprop).bind(**hp).arguments)
+        get = lambda key: hp.get(key, inspect.signature(jaxopt_ms.rmsprop).parameters[key].default)  # noqa: E731
+        scale_by = optax.scale_by_stddev if get("centered") else optax.scale_by_rms
+        trace = [optax.trace(decay=get("momentum"))] if get("momentum") > 0 else []
+        return optax.chain(*pre, scale_by(decay=get("decay"), eps=get("epsilon"), initial_scale=1.0, eps_in_sqrt=True),
+                           lr, *trace)
     return None
 
 
