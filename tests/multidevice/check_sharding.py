@@ -25,6 +25,7 @@ from hypothesis import strategies as st  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 from optimizer_zoo import ZOO  # noqa: E402
+from parity import run_trajectory  # noqa: E402
 
 import jaxopt_ms  # noqa: E402
 from jaxopt_ms.loss_scale import dynamic_loss_scale, loss_scale_value  # noqa: E402
@@ -64,14 +65,7 @@ REPLICATED_SH = jax.tree.map(lambda _: NamedSharding(EXPLICIT, P()), SPECS, is_l
 
 
 def single_device(opt, params0=PARAMS0, grads=GRADS):
-    params, state = params0, opt.init(params0)
-    update = jax.jit(opt.update)
-    out = []
-    for g in grads:
-        updates, state = update(g, state, params)
-        params = optax.apply_updates(params, updates)
-        out.append(jax.tree.map(np.asarray, params))
-    return out
+    return run_trajectory(opt, params0, grads)
 
 
 def on_mesh(opt, param_sh, zero1_axis=None, init_in_place=False, params0=PARAMS0, grads=GRADS):
