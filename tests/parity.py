@@ -68,3 +68,17 @@ def assert_trajectory(got: list, expected: list, rtol: float = 1e-5, atol: float
         for name in e:
             np.testing.assert_allclose(g[name], e[name], rtol=rtol, atol=atol,
                                        err_msg=f"{label}: step {step}, leaf {name}")
+
+
+def run_final(opt: optax.GradientTransformation, params, grads: list, jit: bool = True):
+    """Applies ``opt`` to the gradient sequence from ``params``; returns the final ``(params, state)``.
+
+    ``jit=False`` runs op by op, so two runs of the same arithmetic round identically (one compiled program per
+    run could fuse differently) and nothing is compiled.
+    """
+    state = opt.init(params)
+    update = jax.jit(opt.update) if jit else opt.update
+    for g in grads:
+        updates, state = update(g, state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 from optimizer_zoo import IDS, OPTIMIZERS
-from parity import assert_trajectory, case_paths, load_case
+from parity import assert_trajectory, case_paths, load_case, run_final
 
 import jaxopt_ms
 from jaxopt_ms import loss_scale, schedules
@@ -258,15 +258,8 @@ def test_wraps_any_optax_transformation_and_passes_extra_args():
     assert seen == {"value": 1.5}
 
 
-def _low_precision_run(opt, params, grads, jit=False):
-    # Eager by default: op by op, so two runs of the same arithmetic round identically (one compiled program
-    # per run could fuse differently) and no program is compiled per test.
-    state = opt.init(params)
-    update = jax.jit(opt.update) if jit else opt.update
-    for g in grads:
-        u, state = update(g, state, params)
-        params = optax.apply_updates(params, u)
-    return params, state
+def run_final_eager(opt, params, grads):
+    return run_final(opt, params, grads, jit=False)
 
 
 def _problem(dtype, steps=6):
@@ -284,9 +277,9 @@ def _problem(dtype, steps=6):
 @pytest.mark.parametrize("name, factory, kwargs", OPTIMIZERS, ids=IDS)
 def test_every_optimizer_runs_on_low_precision_params(name, factory, kwargs, dtype):
     params, grads = _problem(dtype)
-    got, state = _low_precision_run(factory(**kwargs), params, grads)
+    got, state = run_final_eager(factory(**kwargs), params, grads)
     f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), t)  # noqa: E731
-    ref, _ = _low_precision_run(factory(**kwargs), f32(params), f32(grads))
+    ref, _ = run_final_eager(factory(**kwargs), f32(params), f32(grads))
     for k in params:
         assert got[k].dtype == dtype
         assert np.isfinite(np.asarray(got[k], np.float32)).all(), (name, k)
@@ -304,9 +297,9 @@ def test_master_weights_follow_the_float32_trajectory_exactly(name, factory, kwa
     scaled = [{k: v * jnp.asarray(scale, dtype) for k, v in g.items()} for g in grads]
     scaled[3]["fc.bias"] = scaled[3]["fc.bias"].at[0].set(jnp.inf)  # one overflow: skipped on both sides
     opt = loss_scale.master_weights(loss_scale.fixed_loss_scale(factory(**kwargs), scale))
-    got, state = _low_precision_run(opt, params, scaled)
+    got, state = run_final_eager(opt, params, scaled)
     f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), t)  # noqa: E731
-    ref, ref_state = _low_precision_run(factory(**kwargs), f32(params), f32(grads[:3] + grads[4:]))
+    ref, ref_state = run_final_eager(factory(**kwargs), f32(params), f32(grads[:3] + grads[4:]))
     _assert_bitwise_equal(state.master, ref)
     _assert_bitwise_equal(state.inner_state.inner_state, ref_state)
     for k in params:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from parity import assert_trajectory, case_paths, load_case, run_trajectory
+from parity import assert_trajectory, case_paths, load_case, run_final, run_trajectory
 
 import jaxopt_ms
 from jaxopt_ms import sparse
@@ -148,23 +148,14 @@ def _random_sparse(rng, steps, n, rows=V, dim=D, dup=True):
     return out
 
 
-def _run(opt, params, grads_seq, jit=True):
-    state = opt.init(params)
-    update = jax.jit(opt.update) if jit else opt.update
-    for g in grads_seq:
-        updates, state = update(g, state, params)
-        params = optax.apply_updates(params, updates)
-    return params, state
-
-
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sparse_adam_is_dense_adam_on_densified_grads(nesterov):
     rng = np.random.RandomState(0)
     params = {"emb": jnp.asarray(rng.randn(V, D).astype(np.float32)), "w": jnp.ones((3, 2))}
     seq = [{"emb": g, "w": jnp.full((3, 2), 0.5)} for g in _random_sparse(rng, 6, 5)]
     opt = jaxopt_ms.adam(0.05, beta2=0.9, eps=1e-3, use_nesterov=nesterov, weight_decay=0.0, loss_scale=2.0)
-    got, state = _run(opt, params, seq)
-    want, want_state = _run(opt, params, [densify(g) for g in seq])
+    got, state = run_final(opt, params, seq)
+    want, want_state = run_final(opt, params, [densify(g) for g in seq])
     np.testing.assert_allclose(got["emb"], want["emb"], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want_state)):
@@ -179,8 +170,8 @@ def test_lazy_adam_with_every_row_touched_is_adam():
         perm = np.concatenate([rng.permutation(V), rng.randint(0, V, 3)])  # every row, some twice
         seq.append({"emb": RowSparse(jnp.asarray(perm, jnp.int32),
                                      jnp.asarray(rng.randn(len(perm), D).astype(np.float32)), (V, D))})
-    got, _ = _run(jaxopt_ms.lazy_adam(0.05, beta2=0.9, use_nesterov=True), params, seq)
-    want, _ = _run(jaxopt_ms.adam(0.05, beta2=0.9, use_nesterov=True), params, [densify(g) for g in seq])
+    got, _ = run_final(jaxopt_ms.lazy_adam(0.05, beta2=0.9, use_nesterov=True), params, seq)
+    want, _ = run_final(jaxopt_ms.adam(0.05, beta2=0.9, use_nesterov=True), params, [densify(g) for g in seq])
     np.testing.assert_allclose(got["emb"], want["emb"], rtol=1e-6, atol=1e-7)
 
 
@@ -216,7 +207,7 @@ def test_lazy_adam_touches_only_rows_and_pads_under_jit():
     padded = [RowSparse(jnp.concatenate([g.indices, jnp.array([V, V, -1], jnp.int32)]),
                         jnp.concatenate([g.values, jnp.full((3, D), 1e3, jnp.float32)]), (V, D)) for g in seq]
     opt = jaxopt_ms.lazy_adam(0.05, beta2=0.9, eps=1e-3)
-    got, state = _run(opt, {"emb": jnp.asarray(p0)}, [{"emb": g} for g in padded])
+    got, state = run_final(opt, {"emb": jnp.asarray(p0)}, [{"emb": g} for g in padded])
     want_p, want_m, want_v = _np_lazy_adam(p0, seq, 0.05, 0.9, 0.9, 1e-3)
     np.testing.assert_allclose(got["emb"], want_p, rtol=1e-5, atol=1e-6)
     adam_state = _adam_state(state)
@@ -284,9 +275,9 @@ def test_param_groups_label_a_row_sparse_as_one_leaf():
         {"params": ["fc"]},
     ])
     seq = [{"emb": g, "fc": jnp.full((3, 16), 0.1)} for g in _random_sparse(rng, 3, 4)]
-    got, _ = _run(opt, params, seq)
+    got, _ = run_final(opt, params, seq)
     single = jaxopt_ms.lazy_adam(0.01, weight_decay=0.1, decay_filter=jaxopt_ms.decay_all)
-    want, _ = _run(single, {"emb": params["emb"]}, [{"emb": g["emb"]} for g in seq])
+    want, _ = run_final(single, {"emb": params["emb"]}, [{"emb": g["emb"]} for g in seq])
     np.testing.assert_allclose(got["emb"], want["emb"], rtol=1e-6)
 
 
@@ -366,8 +357,8 @@ def test_lazy_rule_with_every_row_touched_is_the_dense_rule(name):
                                      jnp.asarray(rng.randn(len(perm), D).astype(np.float32)), (V, D))})
     opt = (jaxopt_ms.ftrl(learning_rate=0.1, l1=0.05, l2=0.02, lr_power=-0.6) if name == "FTRL"
            else jaxopt_ms.proximal_adagrad(learning_rate=0.1, l1=0.05, l2=0.02))
-    got, state = _run(opt, params, seq)
-    want, want_state = _run(opt, params, [densify(g) for g in seq])
+    got, state = run_final(opt, params, seq)
+    want, want_state = run_final(opt, params, [densify(g) for g in seq])
     np.testing.assert_allclose(got["emb"], want["emb"], rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(want_state)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
