@@ -3,12 +3,17 @@
 A :class:`FlatParams` holds a pytree of arrays as a few 1-D buffers (one per dtype and per partition key) plus a
 static :class:`Layout` (the tree structure and, per leaf, its name, shape, dtype, buffer and offset). It is a
 pytree node whose children are the buffers, so ``jax.grad``, ``optax.apply_updates``, ``jax.tree.map`` and every
-element-wise gradient transformation work on it unchanged, at a cost of a handful of kernels per step.
+element-wise gradient transformation work on it unchanged, at a cost of a handful of kernels per step. In a
+buffer of several leaves each leaf starts at a multiple of the buffer's ``row`` (up to 128 elements; zero
+padding between, at most 1/16 of the buffer), so per-leaf reductions read the buffer as one ``(rows, row)``
+array instead of copying slices out.
 
 Blocks whose formula is per *leaf* (a reduction over a leaf, a leaf's shape) must not see a buffer as if it were
 one array. They call :func:`map_leaves` (apply a per-array function to each leaf, buffers re-assembled by one
-concatenate) or :func:`leaf_sums` (each leaf's sum, broadcast over the leaf's elements), which behave like
-``jax.tree.map`` / ``jnp.sum`` on ordinary pytrees, so the per-leaf and the fused paths run the same function.
+concatenate), :func:`leaf_sums` / :func:`leaf_means` (each leaf's sum or mean, broadcast over the leaf's
+elements), :func:`buffer_tree` (single-leaf buffers in their leaf's shape) or :func:`leaf_tree` /
+:func:`restore`, which behave like ``jax.tree.map`` / ``jnp.sum`` / the identity on ordinary pytrees, so the
+per-leaf and the fused paths run the same function.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from jaxopt_ms.names import param_names
 
 __all__ = [
     "FlatParams",
+    "buffer_tree",
+    "from_buffer_tree",
     "Layout",
     "LeafSlot",
     "flatten",
     "is_flat",
+    "leaf_means",
     "leaf_sums",
     "leaf_tree",
     "map_leaves",
@@ -55,13 +63,15 @@ class LeafSlot:
 
 @dataclasses.dataclass(frozen=True)
 class BufferSpec:
-    """One flat buffer: its pytree key ``name``, ``dtype``, total ``size``, partition ``key`` and its leaves."""
+    """One flat buffer: its pytree key ``name``, ``dtype``, total ``size``, partition ``key``, its leaves, and
+    ``row``: every leaf starts at a multiple of ``row`` elements and ``size`` is one (zero padding between)."""
 
     name: str
     dtype: np.dtype
     size: int
     key: Hashable
     leaves: tuple[int, ...]
+    row: int = 1
 
 
 class Layout:
@@ -123,8 +133,28 @@ def is_flat(x: Any) -> bool:
     return isinstance(x, FlatParams)
 
 
+MAX_ROW = 128  # elements: the widest row a buffer is aligned to (see _row_width)
+
+
+def _row_width(sizes: list[int]) -> int:
+    """The row width of a buffer holding leaves of ``sizes``: the widest power of two <= MAX_ROW whose zero
+    padding (each leaf rounded up to whole rows) stays within 1/16 of the buffer; 1 (no padding) for one leaf.
+
+    Whole rows let :func:`leaf_sums` reduce a buffer as one ``(rows, row)`` array (no per-leaf slice copies,
+    which XLA's CPU backend writes out before reducing) and broadcast per-leaf values back row by row.
+    """
+    if len(sizes) <= 1:
+        return 1
+    total = sum(sizes)
+    row = MAX_ROW
+    while row > 1 and (sum(-(-s // row) * row for s in sizes) - total) * 16 > total:
+        row //= 2
+    return row
+
+
 def make_layout(params: Any, partition: PartitionFn | None = None) -> Layout:
-    """The layout :func:`flatten` uses for ``params`` (leaves grouped by dtype and ``partition(name, leaf)``)."""
+    """The layout :func:`flatten` uses for ``params`` (leaves grouped by dtype and ``partition(name, leaf)``;
+    each leaf starting at a multiple of its buffer's ``row``, zero padding between)."""
     names, treedef = jax.tree.flatten(param_names(params))
     leaves = treedef.flatten_up_to(params)
     groups: dict[tuple, list[int]] = {}
@@ -134,13 +164,14 @@ def make_layout(params: Any, partition: PartitionFn | None = None) -> Layout:
     slots: list[LeafSlot | None] = [None] * len(leaves)
     buffers = []
     for b, ((dtype_name, key), members) in enumerate(groups.items()):
+        shapes = [tuple(np.shape(leaves[i])) for i in members]
+        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
+        row = _row_width(sizes)
         offset = 0
-        for i in members:
-            shape = tuple(np.shape(leaves[i]))
-            size = int(np.prod(shape, dtype=np.int64))
+        for i, shape, size in zip(members, shapes, sizes):
             slots[i] = LeafSlot(names[i], shape, np.dtype(dtype_name), b, offset, size)
-            offset += size
-        buffers.append(BufferSpec(f"flat{b}", np.dtype(dtype_name), offset, key, tuple(members)))
+            offset += -(-size // row) * row
+        buffers.append(BufferSpec(f"flat{b}", np.dtype(dtype_name), offset, key, tuple(members), row))
     return Layout(treedef, tuple(slots), tuple(buffers))
 
 
@@ -158,10 +189,8 @@ def flatten(params: Any, partition: PartitionFn | None = None) -> FlatParams:
     """
     layout = make_layout(params, partition)
     leaves = layout.treedef.flatten_up_to(params)
-    buffers = []
-    for spec in layout.buffers:
-        parts = [jnp.ravel(jnp.asarray(leaves[i], spec.dtype)) for i in spec.leaves]
-        buffers.append(parts[0] if len(parts) == 1 else jnp.concatenate(parts))
+    buffers = [_pack(spec, layout.buffer_leaves(b), [jnp.asarray(leaves[i]) for i in spec.leaves], spec.dtype)
+               for b, spec in enumerate(layout.buffers)]
     return FlatParams(tuple(buffers), layout)
 
 
@@ -174,9 +203,23 @@ def _concat(parts: list[Any]) -> Any:
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
+def _pack(spec: BufferSpec, slots: list[LeafSlot], values: list[Any], dtype: Any = None) -> Any:
+    """One buffer from its leaves' values (cast to ``dtype`` if given), zeros in the padding."""
+    parts, end = [], 0
+    for slot, value in zip(slots, values):
+        value = jnp.ravel(value) if dtype is None else jnp.ravel(value).astype(dtype)
+        if slot.offset > end:
+            parts.append(jnp.zeros(slot.offset - end, value.dtype))
+        parts.append(value)
+        end = slot.offset + slot.size
+    if spec.size > end:
+        parts.append(jnp.zeros(spec.size - end, parts[-1].dtype))
+    return _concat(parts)
+
+
 def _assemble(layout: Layout, leaf_values: list[Any]) -> tuple[Any, ...]:
-    return tuple(_concat([jnp.ravel(leaf_values[i]).astype(spec.dtype) for i in spec.leaves])
-                 for spec in layout.buffers)
+    return tuple(_pack(spec, layout.buffer_leaves(b), [leaf_values[i] for i in spec.leaves], spec.dtype)
+                 for b, spec in enumerate(layout.buffers))
 
 
 def unflatten(flat: FlatParams) -> Any:
@@ -234,9 +277,9 @@ def _map_flat(fn: Callable, node: FlatParams, rest: tuple[FlatParams, ...], wher
             args = [_leaf_arg(x, b, s) for x in (node, *rest)]
             outs.append(fn(*args) if where is None or where(s.shape) else args[0])
         if isinstance(outs[0], tuple):  # several outputs per leaf: a tuple of buffers (see _tree.unzip)
-            buffers.append(tuple(_concat([jnp.ravel(o[k]) for o in outs]) for k in range(len(outs[0]))))
+            buffers.append(tuple(_pack(spec, slots, [o[k] for o in outs]) for k in range(len(outs[0]))))
         else:
-            buffers.append(_concat([jnp.ravel(o).astype(spec.dtype) for o in outs]))
+            buffers.append(_pack(spec, slots, outs, spec.dtype))
     return FlatParams(tuple(buffers), node.layout)
 
 
@@ -267,52 +310,103 @@ def map_leaves(fn: Callable[..., Any], tree: Any, *rest: Any, where: Callable[[t
     return jax.tree.map(one, tree, *rest, is_leaf=is_flat)
 
 
-def _segment_ids(slots: list[LeafSlot]) -> np.ndarray:
-    # A NumPy constant: built with jnp.repeat inside the program, XLA constant-folds it (minutes for 4M elements).
-    return np.repeat(np.arange(len(slots), dtype=np.int32), [s.size for s in slots])
+def _owners(spec: BufferSpec, slots: list[LeafSlot], width: int) -> np.ndarray:
+    """For each ``width``-element piece of the buffer, the index (in ``slots``) of the leaf it belongs to (padding
+    to the leaf before it). A NumPy constant: built with ``jnp.repeat`` in the program, XLA would constant-fold
+    it (minutes for 4M elements)."""
+    starts = np.array([s.offset // width for s in slots])
+    return (np.searchsorted(starts, np.arange(spec.size // width), side="right") - 1).astype(np.int32)
 
 
-def _flat_leaf_sums(x: FlatParams, method: str) -> FlatParams:
+def _row_sums(buf: Any, spec: BufferSpec, slots: list[LeafSlot]) -> Any:
+    # Each leaf's sum as (its whole rows) + (its last, partial row): one reduction over the buffer seen as
+    # (rows, row), whose operand XLA fuses (no copy), then small per-leaf reductions; padding is never read.
+    row = spec.row
+    rows = jnp.sum(buf.reshape(-1, row), axis=1)
+    sums = []
+    for s in slots:
+        first, full = s.offset // row, s.size // row
+        parts = [jnp.sum(jax.lax.slice(rows, (first,), (first + full,)))] if full else []
+        if s.size % row:
+            parts.append(jnp.sum(jax.lax.slice(buf, (s.offset + full * row,), (s.offset + s.size,))))
+        sums.append(parts[0] if len(parts) == 1 else parts[0] + parts[1])
+    return jnp.stack(sums)
+
+
+def _flat_leaf_sums(x: FlatParams, method: str, mean: bool = False) -> FlatParams:
     buffers = []
-    for b in range(len(x.layout.buffers)):
+    for b, spec in enumerate(x.layout.buffers):
         buf = x.buffers[b]
         if not hasattr(buf, "shape"):
             buffers.append(buf)
             continue
         slots = x.layout.buffer_leaves(b)
         if len(slots) == 1:
-            buffers.append(jnp.broadcast_to(jnp.sum(buf), buf.shape))
+            s = slots[0]
+            whole = buf if s.size == spec.size else jax.lax.slice(buf, (s.offset,), (s.offset + s.size,))
+            buffers.append(jnp.broadcast_to(jnp.mean(whole) if mean else jnp.sum(whole), buf.shape))
             continue
-        ids = _segment_ids(slots)
-        if method == "segment_sum":
-            sums = jax.ops.segment_sum(buf, ids, num_segments=len(slots), indices_are_sorted=True)
+        if method == "rows":
+            sums = _row_sums(buf, spec, slots)
+        elif method == "segment_sum":
+            sums = jax.ops.segment_sum(jnp.where(_padding_mask(spec, slots), 0, buf), _owners(spec, slots, 1),
+                                       num_segments=len(slots), indices_are_sorted=True)
         else:
             sums = jnp.stack([jnp.sum(jax.lax.slice(buf, (s.offset,), (s.offset + s.size,))) for s in slots])
-        # broadcast back by one gather: a concatenate of many broadcasts is slow to compile and to run
-        buffers.append(sums[ids])
+        if mean:
+            sums = sums / np.array([s.size for s in slots], sums.dtype)
+        # back to the elements by one gather per row (a concatenate of many broadcasts is slow to compile and run)
+        per_row = sums[_owners(spec, slots, spec.row)]
+        buffers.append(jnp.broadcast_to(per_row[:, None], (spec.size // spec.row, spec.row)).reshape(spec.size))
     return FlatParams(tuple(buffers), x.layout)
 
 
-def leaf_sums(tree: Any, method: str = "slices") -> Any:
+def _padding_mask(spec: BufferSpec, slots: list[LeafSlot]) -> np.ndarray:
+    mask = np.ones(spec.size, bool)
+    for s in slots:
+        mask[s.offset:s.offset + s.size] = False
+    return mask
+
+
+def _check_method(method: str) -> None:
+    if method not in ("rows", "slices", "segment_sum"):
+        raise ValueError(f"leaf_sums: 'method' must be 'rows', 'slices' or 'segment_sum', but got {method!r}.")
+
+
+def leaf_sums(tree: Any, method: str = "rows") -> Any:
     """Each leaf's sum, broadcast over that leaf's elements (same structure as ``tree``).
 
     On an ordinary leaf this is ``broadcast_to(jnp.sum(x), x.shape)``; inside a :class:`FlatParams` each leaf's
-    segment of a buffer is summed. Use it for per-leaf norms (``sqrt(leaf_sums(w * w))``) in a block that is
-    otherwise element-wise, so the block runs on flat buffers.
+    segment of a buffer is summed (padding excluded). Use it for per-leaf norms (``sqrt(leaf_sums(w * w))``) in
+    a block that is otherwise element-wise, so the block runs on flat buffers.
 
     Args:
-        method: ``'slices'`` (default: one reduction per leaf, the same summation as the per-leaf path, so the
-            same bits; the sums go back to the elements by one gather per buffer) or ``'segment_sum'`` (one
-            segment sum over a segment-id vector per buffer; summation order differs, so results agree to
-            rounding; a scatter, slow on CPU for large buffers). A buffer of one leaf is one ``jnp.sum``.
+        method: how a buffer of several leaves is reduced. ``'rows'`` (default): one reduction of the buffer as
+            ``(rows, row)`` (its layout aligns leaves to rows), then each leaf's row sums plus its partial last
+            row; no copies, one pass. ``'slices'``: one reduction per leaf slice, as the per-leaf path sums;
+            XLA's CPU backend copies each slice out first. ``'segment_sum'``: one
+            scatter-add (slow on CPU). The methods agree to rounding (a few ulps of the sum). A buffer of one
+            leaf is one ``jnp.sum`` (the per-leaf bits) whatever the method.
     """
-    if method not in ("slices", "segment_sum"):
-        raise ValueError(f"leaf_sums: 'method' must be 'slices' or 'segment_sum', but got {method!r}.")
+    _check_method(method)
 
     def one(x):
         if isinstance(x, FlatParams):
             return _flat_leaf_sums(x, method)
         return jnp.broadcast_to(jnp.sum(x), jnp.shape(x))
+
+    return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def leaf_means(tree: Any, method: str = "rows") -> Any:
+    """Each leaf's mean, broadcast over that leaf's elements: :func:`leaf_sums` divided by the leaf's size
+    (``broadcast_to(jnp.mean(x), x.shape)`` on an ordinary leaf), e.g. for an RMS (``sqrt(leaf_means(x * x))``)."""
+    _check_method(method)
+
+    def one(x):
+        if isinstance(x, FlatParams):
+            return _flat_leaf_sums(x, method, mean=True)
+        return jnp.broadcast_to(jnp.mean(x), jnp.shape(x))
 
     return jax.tree.map(one, tree, is_leaf=is_flat)
 
@@ -336,6 +430,39 @@ def leaf_tree(tree: Any) -> Any:
     return jax.tree.map(one, tree, is_leaf=is_flat)
 
 
+def buffer_tree(tree: Any) -> Any:
+    """``tree`` with every :class:`FlatParams` node's buffers *shaped*: a buffer that holds a single leaf takes
+    that leaf's shape (a free reshape), any other stays 1-D. The identity on ordinary pytrees.
+
+    For blocks whose per-leaf state has another shape than the leaf but only for some leaves (AdaFactor's
+    factored moments, rank >= 2): packed so that each such leaf has a buffer of its own (a fact of the fused
+    optimizer's partition), the block runs its per-array formula on the shaped buffers, a whole buffer of
+    small leaves at once, and hands its result back with :func:`from_buffer_tree`.
+    """
+
+    def one(x):
+        if not isinstance(x, FlatParams):
+            return x
+        shaped = []
+        for b, buf in enumerate(x.buffers):
+            slots = x.layout.buffer_leaves(b)
+            shaped.append(buf.reshape(slots[0].shape) if len(slots) == 1 and hasattr(buf, "shape") else buf)
+        return FlatParams(tuple(shaped), x.layout)
+
+    return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def from_buffer_tree(tree: Any) -> Any:
+    """Inverse of :func:`buffer_tree`: every buffer of the FlatParams nodes of ``tree`` back to 1-D."""
+
+    def one(x):
+        if not isinstance(x, FlatParams):
+            return x
+        return FlatParams(tuple(jnp.ravel(b) if hasattr(b, "shape") else b for b in x.buffers), x.layout)
+
+    return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
 def restore(template: Any, tree: Any) -> Any:
     """Inverse of :func:`leaf_tree`: ``tree`` packed back into the buffers of the FlatParams nodes of ``template``."""
 
@@ -344,7 +471,7 @@ def restore(template: Any, tree: Any) -> Any:
             return x
         leaves = t.layout.treedef.flatten_up_to(x)
         buffers = tuple(
-            _concat([jnp.ravel(leaves[i]).astype(spec.dtype) for i in spec.leaves])
+            _pack(spec, t.layout.buffer_leaves(b), [leaves[i] for i in spec.leaves], t.buffers[b].dtype)
             if hasattr(t.buffers[b], "shape") else t.buffers[b]
             for b, spec in enumerate(t.layout.buffers))
         return FlatParams(buffers, t.layout)

@@ -26,25 +26,26 @@ group selectors answering per buffer. ``current_lr`` / ``set_lr`` work on the fu
 
 Writing blocks that work here: an element-wise block (any ``jax.tree.map`` of a per-array formula) works on
 flat buffers unchanged. A block whose formula depends on a leaf's shape or reduces over a leaf (gradient
-centralization, Lamb / LARS trust ratios, AdaFactor's RMS and factored moments) must use :func:`map_leaves`
-(per-leaf function, buffers re-assembled by one concatenate) or :func:`leaf_sums` (per-leaf sums broadcast over
-the leaf), which are ``jax.tree.map`` / ``jnp.sum`` on ordinary pytrees. A block with per-leaf state of another
-shape (AdaFactor's factored row/column moments) keeps that state per leaf: it builds and updates it on
-:func:`leaf_tree` (the leaf views of every FlatParams node; the identity on ordinary pytrees) and hands its
-update back with :func:`restore` (one concatenate per buffer). Blocks never test for FlatParams themselves.
+centralization, Lamb / LARS trust ratios, AdaFactor's RMS and factored moments) uses one of the hooks, which are
+``jax.tree.map`` / ``jnp.sum`` / the identity on ordinary pytrees, so both paths run the same function:
+:func:`map_leaves` (per-leaf function, buffers re-assembled by one concatenate), :func:`leaf_sums` /
+:func:`leaf_means` (per-leaf sums or means broadcast over the leaf), :func:`buffer_tree` (a buffer holding one
+leaf seen in that leaf's shape; a per-leaf fact of the factory gives such leaves a buffer of their own) or
+:func:`leaf_tree` / :func:`restore` (the leaf views, and back). Blocks never test for FlatParams themselves.
 
-What the blocks of each family must use (the per-array formula stays one function, called by both paths):
+What the blocks of each family use (the per-array formula stays one function, called by both paths):
 
 - element-wise rules (SGD, Momentum, Adam, AdamWeightDecay, RMSProp, Adagrad, ProximalAdagrad, FTRL, Adamax,
   Adadelta, ASGD, Rprop): ``jax.tree.map`` as usual; nothing to do;
-- gradient centralization: :func:`map_leaves` with ``where=qualifies_for_centralization`` (done);
-- Lamb / LARS trust ratios: only the norms are per leaf, :func:`leaf_sums` (one reduction per leaf, gathered
-  back to the elements; ``jnp.sum`` on a plain leaf); the rest of the step is element-wise over whole buffers,
-  the norms broadcast over each leaf's elements (done: ``lamb_update`` / ``lamb_ratio_of_norms`` and
-  ``lars_trust`` / ``lars_scale``, the same functions on both paths). :func:`map_leaves` over a whole step
-  slices it into one program piece per leaf: slow to compile and to run on trees of many leaves;
-- AdaFactor (not yet: :func:`fuse` refuses it): RMS of the update via :func:`leaf_sums`; factored second
-  moments (rank >= 2 leaves) on :func:`leaf_tree` / :func:`restore`, so they stay per leaf inside the fused path.
+- gradient centralization: :func:`map_leaves` with ``where=qualifies_for_centralization``;
+- Lamb / LARS trust ratios: only the norms are per leaf, :func:`leaf_sums` (one pass over each buffer seen as
+  ``(rows, row)``, its leaves being aligned to rows, then a few small per-leaf sums); the rest of the step is
+  element-wise over whole buffers, the norms broadcast over each leaf's elements (``lamb_update`` /
+  ``lamb_ratio_of_norms``, ``lars_trust`` / ``lars_scale``). :func:`map_leaves` over a whole step would slice
+  it into one program piece per leaf: slow to compile and to run on trees of many leaves;
+- AdaFactor: its RMS values via :func:`leaf_means`; its factored second moments (rank >= 2 leaves, each in a
+  buffer of its own: ``adafactor.fused_own_buffer``) on :func:`buffer_tree`, so a factored leaf keeps its row
+  and column statistics while all the small unfactored leaves share one buffer and one element-wise update.
 
 Optimizers merged later are covered by ``tests/test_fused.py`` once they are listed in ``tests/optimizer_zoo.py``.
 """
@@ -64,8 +65,11 @@ from jaxopt_ms._flat import (
     FlatParams,
     Layout,
     LeafSlot,
+    buffer_tree,
     flatten,
+    from_buffer_tree,
     is_flat,
+    leaf_means,
     leaf_sums,
     leaf_tree,
     make_layout,
@@ -83,9 +87,12 @@ __all__ = [
     "FusedOptimizer",
     "Layout",
     "LeafSlot",
+    "buffer_tree",
     "flatten",
+    "from_buffer_tree",
     "fuse",
     "is_flat",
+    "leaf_means",
     "leaf_sums",
     "leaf_tree",
     "make_layout",
@@ -158,6 +165,9 @@ class _FactSource:
             out.append((self.prefix + arg, bool(f(name, leaf))))
         if centralize:
             out.append((self.prefix + "centralize", qualifies_for_centralization(tuple(np.shape(leaf)))))
+        own_buffer = getattr(self.optimizer.factory, "fused_own_buffer", None)
+        if own_buffer is not None and own_buffer(tuple(np.shape(leaf))):
+            out.append((self.prefix + "own_buffer", name))  # see jaxopt_ms.fused.buffer_tree
         for src in self.inner.values():
             out.extend(src.facts(name, leaf))
         return tuple(out)
@@ -182,22 +192,6 @@ class _FactSource:
         for arg, src in self.inner.items():
             overrides[arg] = src.rebuild_for(layout)
         return self.optimizer.factory(**{**self.optimizer.arguments, **overrides})  # as _factory.rebuild
-
-
-# Factories whose blocks do not use the hooks yet: on flat buffers they would treat a buffer as one leaf.
-_NOT_YET_FUSABLE = frozenset({"adafactor"})
-
-
-def _check_fusable(optimizer: Optimizer) -> None:
-    name = getattr(optimizer.factory, "__name__", "")
-    if name in _NOT_YET_FUSABLE:
-        raise NotImplementedError(
-            f"fuse: jaxopt_ms.{name} has per-leaf state of another shape (factored moments) whose block does not "
-            "use jaxopt_ms.fused.leaf_tree / restore yet; use it per leaf."
-        )
-    for value in optimizer.arguments.values():
-        if isinstance(value, Optimizer):
-            _check_fusable(value)
 
 
 class FusedOptimizer(optax.GradientTransformationExtraArgs):
@@ -228,7 +222,6 @@ def fuse(optimizer: Optimizer) -> FusedOptimizer:
 
     Raises:
         TypeError: ``optimizer`` was not built by a jaxopt_ms factory.
-        NotImplementedError: an optimizer whose blocks do not support flat buffers yet (AdaFactor).
         ValueError: (at ``init``/``update``) the buffers were packed without this optimizer's partition.
 
     Example:
@@ -242,7 +235,6 @@ def fuse(optimizer: Optimizer) -> FusedOptimizer:
             f"'{type(optimizer).__name__}'. An optax transformation that is element-wise can be applied to "
             "jaxopt_ms.fused.flatten(params) directly."
         )
-    _check_fusable(optimizer)
     source = _FactSource(optimizer, "")
     built: dict[Layout, Optimizer] = {}
 

@@ -90,3 +90,27 @@ def test_validation(kwargs, error, match):
 def test_beta1_accepts_int_and_none_as_mindspore():
     jaxopt_ms.adafactor(beta1=0)
     jaxopt_ms.adafactor(beta1=None)
+
+
+def test_state_can_be_donated():
+    # every placeholder of the state is an array of its own: XLA refuses to donate one buffer twice
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3), "c": jnp.ones(2)}
+    opt = jaxopt_ms.adafactor()
+    step = jax.jit(lambda p, s: opt.update(p, s, p), donate_argnums=(1,))
+    updates, state = step(params, opt.init(params))
+    updates, state = step(params, state)
+    assert all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(updates))
+
+
+def test_fused_needs_its_own_partition():
+    # packed without adafactor's partition a factored leaf would share a buffer: refused, not updated unfactored
+    from jaxopt_ms import fused
+
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    flat = fused.flatten(params)
+    with pytest.raises(ValueError, match="factored"):
+        jaxopt_ms.transforms.apply_adafactor(0.01).init(flat)
+    with pytest.raises(ValueError, match="opt.flatten"):
+        fused.fuse(jaxopt_ms.adafactor()).init(flat)
+    packed = fused.fuse(jaxopt_ms.adafactor()).flatten(params)
+    assert sorted(b.shape for b in packed.buffers) == [(3,), (12,)]

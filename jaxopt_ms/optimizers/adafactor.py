@@ -7,7 +7,7 @@ import optax
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.sparse import reject_row_sparse
-from jaxopt_ms.transforms.adafactor import apply_adafactor, relative_step_learning_rate
+from jaxopt_ms.transforms.adafactor import apply_adafactor, factored, relative_step_learning_rate
 from jaxopt_ms.validation import (
     check_bool,
     check_float_range,
@@ -89,3 +89,6 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
                                                 weight_decay, scale_parameter, compression)),
         learning_rate=lr, weight_decay=0.0, param_groups=param_groups, decay_filter=None, opt_name=name,
     )
+
+
+adafactor.fused_own_buffer = factored  # jaxopt_ms.fused: each factored leaf in a buffer of its own

@@ -28,18 +28,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._tree import require_params, unzip
+from jaxopt_ms._flat import buffer_tree, from_buffer_tree, is_flat, leaf_means
+from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
 __all__ = [
     "AdaFactorState",
     "ScaleByFactoredRmsState",
+    "adafactor_finish",
     "adafactor_update",
     "apply_adafactor",
+    "factored",
     "factored_rms_direction",
+    "factored_second_moment",
     "init_factored_moments",
     "relative_step_learning_rate",
     "rms",
+    "rms_direction",
     "scale_by_factored_rms",
 ]
 
@@ -88,49 +93,109 @@ def init_factored_moments(p, compression: bool = False):
     Float16/bfloat16 leaves keep their statistics in float32: ``g² + 1e-30`` underflows to 0 in float16.
     """
     dtype = _compute_dtype(p.dtype)
-    one = jnp.zeros((1,), dtype)
+    one = lambda: jnp.zeros((1,), dtype)  # a new array each: a state that may be donated holds no array twice
     if p.ndim >= 2:
-        return jnp.zeros(p.shape[:-1], dtype), jnp.zeros(p.shape[:-2] + p.shape[-1:], dtype), one
-    return one, one, jnp.zeros(p.shape, jnp.float16 if compression else dtype)
+        return jnp.zeros(p.shape[:-1], dtype), jnp.zeros(p.shape[:-2] + p.shape[-1:], dtype), one()
+    return one(), one(), jnp.zeros(p.shape, jnp.float16 if compression else dtype)
 
 
 def _compute_dtype(dtype) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def factored_rms_direction(g, row, col, sq, beta2t, eps1: float):
-    """The second-moment step of AdaFactor for one leaf. Returns ``(d, row, col, sq)`` (module docstring)."""
-    u = g * g + eps1
+def factored_second_moment(g, row, col, sq, beta2t, eps1: float):
+    """AdaFactor's second-moment update of one leaf: ``(row, col, sq)`` (module docstring); ``sq`` in the compute
+    dtype, before any float16 rounding (the step uses that value, as MindSpore's CPU kernel does)."""
+    u = lambda g, eps1: g * g + eps1
     one_minus = 1.0 - beta2t
     if g.ndim >= 2:
-        row = (row.astype(g.dtype) * beta2t + jnp.mean(u, axis=-1) * one_minus).astype(row.dtype)
-        col = (col.astype(g.dtype) * beta2t + jnp.mean(u, axis=-2) * one_minus).astype(col.dtype)
+        # each mean recomputes u from its own isolated g and eps1 (two different barriers, or XLA merges them):
+        # XLA's CPU backend would write the shared u (or even eps1 broadcast) out first
+        eps = jnp.asarray(eps1, g.dtype)
+        g_row, eps_row, row = isolated(g, eps, row)
+        g_col, eps_col, col = isolated(g, eps, col)
+        row = (row.astype(g.dtype) * beta2t + jnp.mean(u(g_row, eps_row), axis=-1) * one_minus).astype(row.dtype)
+        col = (col.astype(g.dtype) * beta2t + jnp.mean(u(g_col, eps_col), axis=-2) * one_minus).astype(col.dtype)
+        return row, col, sq
+    return row, col, sq.astype(g.dtype) * beta2t + u(g, eps1) * one_minus
+
+
+def rms_direction(g, row, col, sq) -> jax.Array:
+    """``g / sqrt(v̂)`` from the updated second moments: factored ``v̂ = row col / mean(row)`` for rank >= 2,
+    ``v̂ = sq`` otherwise."""
+    if g.ndim >= 2:
         r_factor = (1.0 / jnp.sqrt(row / jnp.mean(row, axis=-1, keepdims=True)))[..., None]
         c_factor = (1.0 / jnp.sqrt(col))[..., None, :]
-        return (r_factor * c_factor * g).astype(g.dtype), row, col, sq
-    new_sq = sq.astype(g.dtype) * beta2t + u * one_minus
-    return ((1.0 / jnp.sqrt(new_sq)) * g).astype(g.dtype), row, col, new_sq.astype(sq.dtype)
+        return (r_factor * c_factor * g).astype(g.dtype)
+    return ((1.0 / jnp.sqrt(sq)) * g).astype(g.dtype)
+
+
+def factored_rms_direction(g, row, col, sq, beta2t, eps1: float):
+    """The second-moment step of AdaFactor for one leaf. Returns ``(d, row, col, sq)`` (module docstring)."""
+    row, col, new_sq = factored_second_moment(g, row, col, sq, beta2t, eps1)
+    return rms_direction(g, row, col, new_sq), row, col, new_sq.astype(sq.dtype)
+
+
+def adafactor_finish(d, p, exp_avg, p_rms, d_rms, *, lr, clip_threshold: float, beta1: float,
+                     weight_decay: float, scale_parameter: bool, eps2: float):
+    """The element-wise rest of an AdaFactor step, from the direction ``d`` and the RMS values (scalars or
+    broadcast over the leaf): clipping, first moment, weight decay. ``d``, ``p`` in the compute dtype.
+    Returns ``(new_p, exp_avg)`` (module docstring)."""
+    lr_t = lr * jnp.maximum(jnp.float32(eps2), p_rms) if scale_parameter else lr
+    lr_t = jnp.asarray(lr_t, p.dtype)
+    d = d / jnp.maximum(d_rms / clip_threshold, 1.0) * lr_t
+    if beta1 > 0:
+        exp_avg = (exp_avg.astype(p.dtype) * beta1 + d * (1.0 - beta1)).astype(exp_avg.dtype)
+        d = exp_avg.astype(p.dtype)
+    if weight_decay > 0:
+        p = p + p * -weight_decay * lr_t
+    return p - d, exp_avg
 
 
 def adafactor_update(g, p, exp_avg, row, col, sq, *, lr, beta2t, eps: tuple[float, float], clip_threshold: float,
                      beta1: float, weight_decay: float, scale_parameter: bool):
-    """One AdaFactor step of one leaf. Returns ``(new_p, exp_avg, row, col, sq)`` (module docstring).
+    """One AdaFactor step of one whole leaf. Returns ``(new_p, exp_avg, row, col, sq)`` (module docstring).
 
     Low-precision leaves are computed in float32 and the new parameter is cast back.
     """
     out_dtype = p.dtype
     dtype = _compute_dtype(out_dtype)
     g, p = g.astype(dtype), p.astype(dtype)
-    lr_t = lr * jnp.maximum(jnp.float32(eps[1]), rms(p)) if scale_parameter else lr
-    lr_t = jnp.asarray(lr_t, dtype)
     d, row, col, sq = factored_rms_direction(g, row, col, sq, beta2t, eps[0])
-    d = d / jnp.maximum(rms(d) / clip_threshold, 1.0) * lr_t
-    if beta1 > 0:
-        exp_avg = (exp_avg.astype(dtype) * beta1 + d * (1.0 - beta1)).astype(exp_avg.dtype)
-        d = exp_avg.astype(dtype)
-    if weight_decay > 0:
-        p = p + p * -weight_decay * lr_t
-    return (p - d).astype(out_dtype), exp_avg, row, col, sq
+    new_p, exp_avg = adafactor_finish(d, p, exp_avg, rms(p), rms(d), lr=lr, clip_threshold=clip_threshold,
+                                      beta1=beta1, weight_decay=weight_decay, scale_parameter=scale_parameter,
+                                      eps2=eps[1])
+    return new_p.astype(out_dtype), exp_avg, row, col, sq
+
+
+def factored(shape: tuple[int, ...]) -> bool:
+    """Whether AdaFactor factors a leaf of ``shape`` (rank >= 2). The fused path gives such leaves a buffer of
+    their own (``jaxopt_ms.adafactor.fused_own_buffer``), so the rest share buffers and are updated at once."""
+    return len(shape) >= 2
+
+
+def _shaped(tree: Any) -> Any:
+    # The arrays the per-array formulas see: the leaves, or on flat buffers jaxopt_ms.fused.buffer_tree's shaped
+    # buffers. A buffer of several leaves must hold only unfactored ones (else a factored leaf would be updated
+    # as if it were not).
+    def check(x):
+        if not is_flat(x):
+            return x
+        for b, spec in enumerate(x.layout.buffers):
+            slots = x.layout.buffer_leaves(b)
+            if len(slots) > 1 and any(factored(s.shape) for s in slots):
+                raise ValueError(
+                    f"adafactor: buffer '{spec.name}' packs a factored (rank >= 2) leaf with other leaves; pack the "
+                    "parameters with jaxopt_ms.fused.fuse(opt).flatten(params), which gives each its own buffer.")
+        return x
+
+    jax.tree.map(check, tree, is_leaf=is_flat)
+    return buffer_tree(tree)
+
+
+def _leaf_rms(tree: Any) -> Any:
+    # Per-leaf RMS broadcast over each leaf: rms() on a plain leaf, one reduction per buffer on flat buffers.
+    return jax.tree.map(jnp.sqrt, leaf_means(jax.tree.map(jnp.square, tree)))
 
 
 def _beta2t(count, decay_rate: float):
@@ -154,26 +219,36 @@ def apply_adafactor(learning_rate: LearningRateLike, eps: tuple[float, float] = 
     lr = resolve_learning_rate(learning_rate, "AdaFactor")
 
     def init_fn(params: Any) -> AdaFactorState:
-        moments = jax.tree.map(lambda p: init_factored_moments(p, compression), params)
-        row, col, sq = unzip(moments, params, 3)
+        shaped = _shaped(params)  # flat buffers: a factored leaf has a buffer of its own (buffer_tree)
+        row, col, sq = unzip(jax.tree.map(lambda p: init_factored_moments(p, compression), shaped), shaped, 3)
         exp_avg = jax.tree.map(lambda p: jnp.zeros(p.shape, _compute_dtype(p.dtype)), params) if beta1 > 0 else None
         return AdaFactorState(exp_avg, row, col, sq, lr.init())
 
     def update_fn(updates, state, params=None):
         require_params(params, "adafactor")
         beta2t = _beta2t(state.lr.count, decay_rate)
-        rate = state.lr.learning_rate
+        # None leaves are seen (is_leaf): a None gradient (frozen leaf) stays None, so does its new parameter.
+        none = lambda x: x is None
+        keep = lambda f: lambda x, *rest: None if x is None else f(x, *rest)
+        compute = keep(lambda x: x.astype(_compute_dtype(x.dtype)))
+        g, p = jax.tree.map(compute, updates, is_leaf=none), jax.tree.map(compute, params, is_leaf=none)
+        shaped = _shaped(g)
+        out = jax.tree.map(keep(lambda g, r, c, s: factored_second_moment(g, r, c, s, beta2t, eps[0])),
+                           shaped, state.exp_avg_sq_row, state.exp_avg_sq_col, state.exp_avg_sq, is_leaf=none)
+        row, col, new_sq = unzip(out, shaped, 3)
+        sq = jax.tree.map(keep(lambda new, old: new.astype(old.dtype)), new_sq, state.exp_avg_sq, is_leaf=none)
+        d = from_buffer_tree(jax.tree.map(keep(rms_direction), shaped, row, col, new_sq, is_leaf=none))
+        # the rest element-wise, with the per-leaf RMS values broadcast over each leaf; the RMS of d from its own
+        # (isolated) recomputation of d, so that d is not written out as a temporary
+        d_again = from_buffer_tree(jax.tree.map(keep(rms_direction), *isolated(shaped, row, col, new_sq),
+                                                is_leaf=none))
+        p_rms, d_rms = _leaf_rms(isolated(p)[0]), _leaf_rms(d_again)
         exp_avg = state.exp_avg if beta1 > 0 else jax.tree.map(lambda _: None, updates)
-        # None leaves are seen here (is_leaf, for the absent exp_avg): a None gradient (frozen leaf) stays None.
-        out = jax.tree.map(
-            lambda g, p, m, r, c, s: None if g is None else adafactor_update(
-                g, p, m, r, c, s, lr=rate, beta2t=beta2t, eps=eps, clip_threshold=clip_threshold, beta1=beta1,
-                weight_decay=weight_decay, scale_parameter=scale_parameter),
-            updates, params, exp_avg, state.exp_avg_sq_row, state.exp_avg_sq_col, state.exp_avg_sq,
-            is_leaf=lambda x: x is None,
-        )
-        new_p, m, row, col, sq = unzip(out, updates, 5)
-        deltas = jax.tree.map(lambda n, p: (n - p).astype(p.dtype), new_p, params)
+        finish = keep(lambda d, p, m, pr, dr: adafactor_finish(
+            d, p, m, pr, dr, lr=state.lr.learning_rate, clip_threshold=clip_threshold, beta1=beta1,
+            weight_decay=weight_decay, scale_parameter=scale_parameter, eps2=eps[1]))
+        new_p, m = unzip(jax.tree.map(finish, d, p, exp_avg, p_rms, d_rms, is_leaf=none), updates, 2)
+        deltas = jax.tree.map(keep(lambda n, p: (n.astype(p.dtype) - p).astype(p.dtype)), new_p, params, is_leaf=none)
         return deltas, AdaFactorState(m if beta1 > 0 else None, row, col, sq, lr.advance(state.lr))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from jaxopt_ms._flat import leaf_sums
-from jaxopt_ms._tree import require_params, unzip
+from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments
 from jaxopt_ms.transforms.weight_decay import leaf_mask
@@ -32,6 +32,8 @@ from jaxopt_ms.transforms.weight_decay import leaf_mask
 __all__ = [
     "ScaleByLambState",
     "lamb_direction",
+    "lamb_ghat",
+    "lamb_r",
     "lamb_ratio_of_norms",
     "lamb_scale",
     "lamb_trust_ratio",
@@ -65,16 +67,28 @@ def lamb_trust_ratio(p, ghat) -> jax.Array:
     return lamb_ratio_of_norms(jnp.sqrt(jnp.sum(_square(p))), jnp.sqrt(jnp.sum(_square(ghat))))
 
 
+def _corrected(m, v, t, beta1: float, beta2: float):
+    t = jnp.asarray(t, jnp.float32)
+    return m / (1.0 - jnp.power(jnp.float32(beta1), t)), v / (1.0 - jnp.power(jnp.float32(beta2), t))
+
+
+def lamb_r(m, v, p, t, weight_decay, beta1: float, beta2: float, eps: float) -> jax.Array:
+    """The update ``r = mh / (sqrt(vh) + eps) + wd p`` from the new moments."""
+    mh, vh = _corrected(m, v, t, beta1, beta2)
+    return mh / (jnp.sqrt(vh) + eps) + weight_decay * p
+
+
+def lamb_ghat(m, v, p, t, weight_decay, beta1: float, beta2: float, eps: float) -> jax.Array:
+    """The trust ratio's ``ghat = mh / sqrt(vh + eps) + wd p`` from the new moments."""
+    mh, vh = _corrected(m, v, t, beta1, beta2)
+    return mh / jnp.sqrt(vh + eps) + weight_decay * p
+
+
 def lamb_update(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps: float):
     """The element-wise part of one Lamb step. Returns ``(r, ghat, new_m, new_v)`` (see the module docstring)."""
     m, v = adam_moments(g, m, v, beta1, beta2)
-    t = jnp.asarray(t, jnp.float32)
-    mh = m / (1.0 - jnp.power(jnp.float32(beta1), t))
-    vh = v / (1.0 - jnp.power(jnp.float32(beta2), t))
-    decay = weight_decay * p
-    update = mh / (jnp.sqrt(vh) + eps) + decay
-    ghat = mh / jnp.sqrt(vh + eps) + decay
-    return update, ghat, m, v
+    args = (t, weight_decay, beta1, beta2, eps)
+    return lamb_r(m, v, p, *args), lamb_ghat(m, v, p, *args), m, v
 
 
 def lamb_scale(update, ratio, dtype) -> jax.Array:
@@ -112,13 +126,20 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         t = state.count + 1
         mask = leaf_mask(params, decay_filter)
         zero = jnp.zeros([], jnp.float32)
-        out = jax.tree.map(
-            lambda g, p, m, v, flag: lamb_update(g, p, m, v, t, wd if flag else zero, beta1, beta2, eps),
-            updates, params, state.lamb_m, state.lamb_v, mask,
-        )
-        update, ghat, m, v = unzip(out, updates, 4)
-        direction = jax.tree.map(lambda u, pn, gn, g: lamb_scale(u, lamb_ratio_of_norms(pn, gn), g.dtype),
-                                 update, _norms(params), _norms(ghat), updates)
+        moments = jax.tree.map(lambda g, m, v: adam_moments(g, m, v, beta1, beta2), updates, state.lamb_m,
+                               state.lamb_v)
+        m, v = unzip(moments, updates, 2)
+        # ghat only feeds its norm: computed from isolated operands, so that the norm's reduction recomputes it
+        # instead of sharing temporaries with the update pass (jaxopt_ms._tree.isolated)
+        m_i, v_i, p_i, t_i, wd_i, zero_i = isolated(m, v, params, t, wd, zero)
+        ghat = jax.tree.map(lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1,
+                                                                 beta2, eps),
+                            m_i, v_i, p_i, mask)
+        p_norm, ghat_norm = _norms(isolated(params)[0]), _norms(ghat)
+        direction = jax.tree.map(
+            lambda g, m, v, p, flag, pn, gn: lamb_scale(lamb_r(m, v, p, t, wd if flag else zero, beta1, beta2, eps),
+                                                        lamb_ratio_of_norms(pn, gn), g.dtype),
+            updates, m, v, params, mask, p_norm, ghat_norm)
         return direction, ScaleByLambState(optax.safe_int32_increment(state.count), m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)
