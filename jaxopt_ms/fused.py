@@ -194,6 +194,9 @@ class _FactSource:
         return self.optimizer.factory(**{**self.optimizer.arguments, **overrides})  # as _factory.rebuild
 
 
+CPU_OWN_BUFFER_FROM = 2**16  # fuse(own_buffer_from='auto') on the CPU backend
+
+
 class FusedOptimizer(optax.GradientTransformationExtraArgs):
     """An optimizer whose ``init`` / ``update`` take and return :class:`FlatParams` (see the module docstring).
 
@@ -210,12 +213,17 @@ class FusedOptimizer(optax.GradientTransformationExtraArgs):
         return flatten(params, self.partition)
 
 
-def fuse(optimizer: Optimizer) -> FusedOptimizer:
+def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") -> FusedOptimizer:
     """The fused (flat-buffer) version of a jaxopt_ms optimizer.
 
     Args:
         optimizer: built by a jaxopt_ms factory (``jaxopt_ms.adam(...)``, groups and wrappers included).
-
+        own_buffer_from: leaves of at least this many elements get a buffer of their own (``None``: none do;
+            ``'auto'``: ``2**16`` on the CPU backend, ``None`` elsewhere). A leaf with a buffer of its own is
+            viewed by a reshape, not a slice. XLA's CPU backend copies a slice out of its buffer before a matrix
+            product, so there this saves a copy of the large weights and the concatenate of their gradients per
+            training step (measured in ``benchmarks/run.py``), while the many small leaves still share buffers.
+            On GPU, slices fuse into their consumers and fewer buffers are best.
     Returns:
         A :class:`FusedOptimizer`: ``flatten(params)`` packs parameters once; ``init(flat)`` and
         ``update(flat_grads, state, flat)`` work on :class:`FlatParams` and follow the per-leaf trajectory.
@@ -235,7 +243,19 @@ def fuse(optimizer: Optimizer) -> FusedOptimizer:
             f"'{type(optimizer).__name__}'. An optax transformation that is element-wise can be applied to "
             "jaxopt_ms.fused.flatten(params) directly."
         )
+    if isinstance(own_buffer_from, str) and own_buffer_from == "auto":
+        own_buffer_from = CPU_OWN_BUFFER_FROM if jax.default_backend() == "cpu" else None
+    if own_buffer_from is not None and (isinstance(own_buffer_from, bool) or not isinstance(own_buffer_from, int)
+                                        or own_buffer_from < 1):
+        raise ValueError(f"fuse: 'own_buffer_from' must be a positive int, None or 'auto', but got "
+                         f"{own_buffer_from!r}.")
     source = _FactSource(optimizer, "")
+
+    def partition(name: str, leaf: Any) -> Facts:
+        facts = source.facts(name, leaf)
+        if own_buffer_from is not None and int(np.prod(np.shape(leaf), dtype=np.int64)) >= own_buffer_from:
+            facts += (("own_buffer", name),)
+        return facts
     built: dict[Layout, Optimizer] = {}
 
     def inner(flat: Any) -> Optimizer:
@@ -248,7 +268,7 @@ def fuse(optimizer: Optimizer) -> FusedOptimizer:
         if layout not in built:
             for spec in layout.buffers:
                 slots = [layout.leaves[i] for i in spec.leaves]
-                found = {source.facts(s.name, jax.ShapeDtypeStruct(s.shape, s.dtype)) for s in slots}
+                found = {partition(s.name, jax.ShapeDtypeStruct(s.shape, s.dtype)) for s in slots}
                 if found != {spec.key}:
                     raise ValueError(
                         f"Buffer '{spec.name}' holds leaves the optimizer treats differently "
@@ -266,5 +286,5 @@ def fuse(optimizer: Optimizer) -> FusedOptimizer:
 
     out = FusedOptimizer(init_fn, update_fn)
     out.optimizer = optimizer
-    out.partition = source.facts
+    out.partition = partition
     return out

@@ -307,3 +307,33 @@ def test_filters_split_buffers_only_when_they_decide_something():
     # no weight decay: MindSpore's gamma/beta rule decides nothing, so one buffer per dtype
     assert len(fused.fuse(jaxopt_ms.adam(1e-3)).flatten(make_params()).layout.buffers) == 2
     assert len(fused.fuse(jaxopt_ms.adam(1e-3, weight_decay=0.1)).flatten(make_params()).layout.buffers) == 3
+
+
+OWN_BUFFER_CASES = [c for c in CASES if c[0] in ("adam_weight_decay", "lamb", "lars_momentum", "adafactor",
+                                                 "sgd_momentum_ls", "adam_nesterov_wd_ls")]
+
+
+@pytest.mark.parametrize("name,factory,kwargs", OWN_BUFFER_CASES, ids=[c[0] for c in OWN_BUFFER_CASES])
+def test_large_leaves_in_buffers_of_their_own(name, factory, kwargs):
+    params, grads = make_params(), grad_sequence(make_params())
+    opt = factory(**kwargs)
+    fopt = fused.fuse(opt, own_buffer_from=100)
+    layout = fopt.flatten(params).layout
+    for b, spec in enumerate(layout.buffers):  # each leaf of >= 100 elements alone, viewed by a reshape
+        slots = layout.buffer_leaves(b)
+        assert len(slots) == 1 or all(s.size < 100 for s in slots), (name, spec)
+    assert any(len(layout.buffer_leaves(b)) > 1 for b in range(len(layout.buffers)))  # the small ones share
+    fused_traj, _ = fused_trajectory(fopt, params, grads)
+    leaf_traj, _ = per_leaf_trajectory(opt, params, grads)
+    assert_same_bits(fused_traj, leaf_traj)
+
+
+def test_own_buffer_from_auto_and_errors():
+    params = {"big": jnp.ones((300, 256)), "small": jnp.ones(8), "small2": jnp.ones(8)}
+    auto = fused.fuse(jaxopt_ms.adam(1e-3)).flatten(params).layout
+    none = fused.fuse(jaxopt_ms.adam(1e-3), own_buffer_from=None).flatten(params).layout
+    assert len(none.buffers) == 1
+    assert len(auto.buffers) == (2 if jax.default_backend() == "cpu" else 1)  # 'auto': 2**16 on CPU only
+    for bad in (0, -3, 1.5, True, "cpu"):
+        with pytest.raises(ValueError, match="own_buffer_from"):
+            fused.fuse(jaxopt_ms.adam(1e-3), own_buffer_from=bad)
