@@ -196,6 +196,18 @@ class _FactSource:
 
 CPU_OWN_BUFFER_FROM = 2**16  # fuse(own_buffer_from='auto') on the CPU backend
 
+# Factories whose rule is per layer in a way a flat buffer cannot carry.
+_NOT_FUSABLE = {"thor": "THOR preconditions each layer's gradient matrix with that layer's own statistics"}
+
+
+def _check_fusable(optimizer: Optimizer) -> None:
+    name = getattr(optimizer.factory, "__name__", "")
+    if name in _NOT_FUSABLE:
+        raise ValueError(f"fuse: jaxopt_ms.{name} cannot run on flat buffers ({_NOT_FUSABLE[name]}); use it per leaf.")
+    for value in optimizer.arguments.values():
+        if isinstance(value, Optimizer):
+            _check_fusable(value)
+
 
 class FusedOptimizer(optax.GradientTransformationExtraArgs):
     """An optimizer whose ``init`` / ``update`` take and return :class:`FlatParams` (see the module docstring).
@@ -230,6 +242,8 @@ def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") ->
 
     Raises:
         TypeError: ``optimizer`` was not built by a jaxopt_ms factory.
+        ValueError: ``own_buffer_from`` is not a positive int, ``None`` or ``'auto'``; or the optimizer is THOR,
+            whose per-layer preconditioning has no flat-buffer form.
         ValueError: (at ``init``/``update``) the buffers were packed without this optimizer's partition.
 
     Example:
@@ -249,6 +263,7 @@ def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") ->
                                         or own_buffer_from < 1):
         raise ValueError(f"fuse: 'own_buffer_from' must be a positive int, None or 'auto', but got "
                          f"{own_buffer_from!r}.")
+    _check_fusable(optimizer)
     source = _FactSource(optimizer, "")
 
     def partition(name: str, leaf: Any) -> Facts:
