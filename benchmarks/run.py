@@ -138,7 +138,7 @@ def optimizer_step_variants(workload, algorithm: str):
         state = jax.tree.map(jnp.copy, opt.init(p))  # distinct buffers: some inits share one zeros array
         nbytes = 2 * tree_nbytes(p) + tree_nbytes(grads) + 2 * tree_nbytes(state)
         variants.append(Timed(label, tree_step(opt), p, state, grads, nbytes))
-    fopt = fused.fuse(ours)  # own_buffer_from='auto': on CPU, leaves >= 2**16 elements in buffers of their own
+    fopt = fused.fuse(ours)  # own_buffer_from='auto': on CPU, leaves >= 2**12 elements in buffers of their own
     flat = jax.jit(fopt.flatten)(params)
     flat_grads = jax.jit(lambda g: fused.flatten(g, fopt.partition))(grads)
     state = jax.tree.map(jnp.copy, fopt.init(flat))
@@ -268,7 +268,7 @@ def mindspore_results(workload, algorithms: list[str], samples: int) -> list[dic
 
 # ---------------------------------------------------------------------------------------------- training step
 
-OWN_BUFFER_FROM = 2**16  # fuse(own_buffer_from=): the large leaves' view is a reshape, not a slice
+OWN_BUFFER_FROM = 2**12  # as fuse(own_buffer_from="auto") on CPU: large leaves viewed by a reshape, not a slice
 
 
 def training_variants(model):
@@ -276,7 +276,39 @@ def training_variants(model):
     functools, jax, jnp, optax, jaxopt_ms, fused = jax_env()
     key = jax.random.PRNGKey(1)
     k = iter(jax.random.split(key, 4 * max(model.blocks, 3) + 4))
-    if model.blocks:
+    if model.heads:
+        d, h = model.width, model.heads
+        params = {f"block{i}": {
+            "ln_1.gamma": jnp.ones((d,)), "ln_1.beta": jnp.zeros((d,)),
+            "attn.qkv.weight": jax.random.normal(next(k), (d, 3 * d)) / d ** 0.5, "attn.qkv.bias": jnp.zeros((3 * d,)),
+            "attn.proj.weight": jax.random.normal(next(k), (d, d)) / d ** 0.5, "attn.proj.bias": jnp.zeros((d,)),
+            "ln_2.gamma": jnp.ones((d,)), "ln_2.beta": jnp.zeros((d,)),
+            "mlp.fc1.weight": jax.random.normal(next(k), (d, model.hidden)) / d ** 0.5,
+            "mlp.fc1.bias": jnp.zeros((model.hidden,)),
+            "mlp.fc2.weight": jax.random.normal(next(k), (model.hidden, d)) / model.hidden ** 0.5,
+            "mlp.fc2.bias": jnp.zeros((d,)),
+        } for i in range(model.blocks)}
+        x = jax.random.normal(next(k), (model.rows // model.seq, model.seq, d))
+        y = jax.random.normal(next(k), x.shape)
+        mask = jnp.tril(jnp.ones((model.seq, model.seq), bool))
+
+        def layer_norm(x, g, b):
+            mu = jnp.mean(x, -1, keepdims=True)
+            return (x - mu) * jax.lax.rsqrt(jnp.var(x, -1, keepdims=True) + 1e-5) * g + b
+
+        def loss_fn(p, x, y):
+            for i in range(model.blocks):
+                b = p[f"block{i}"]
+                qkv = layer_norm(x, b["ln_1.gamma"], b["ln_1.beta"]) @ b["attn.qkv.weight"] + b["attn.qkv.bias"]
+                q, kk, v = (t.reshape(*t.shape[:2], h, d // h) for t in jnp.split(qkv, 3, -1))
+                att = jnp.einsum("bqhd,bkhd->bhqk", q, kk) / (d // h) ** 0.5
+                att = jax.nn.softmax(jnp.where(mask, att, -1e9), -1)
+                a = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(x.shape)
+                x = x + a @ b["attn.proj.weight"] + b["attn.proj.bias"]
+                m = layer_norm(x, b["ln_2.gamma"], b["ln_2.beta"]) @ b["mlp.fc1.weight"] + b["mlp.fc1.bias"]
+                x = x + jax.nn.gelu(m) @ b["mlp.fc2.weight"] + b["mlp.fc2.bias"]
+            return jnp.mean((x - y) ** 2)
+    elif model.blocks:
         params = {f"block{i}": {
             "ln.gamma": jnp.ones((model.width,)), "ln.beta": jnp.zeros((model.width,)),
             "fc1.weight": jax.random.normal(next(k), (model.width, model.hidden)) / model.width ** 0.5,
@@ -540,7 +572,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", help="comma-separated subset of workload names (flat,gpt,leaves,...)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per round (default 10; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
-    parser.add_argument("--models", help="comma-separated subset of training-step models (mlp_stack,demo_mlp)")
+    parser.add_argument("--models",
+                        help="comma-separated subset of training-step models (mlp_stack,transformer,demo_mlp)")
     parser.add_argument("--no-training", action="store_true", help="skip the whole-training-step probe")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--mindspore-worker", help=argparse.SUPPRESS)

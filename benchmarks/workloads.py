@@ -75,7 +75,9 @@ def tree_workloads(scale: str) -> list[TreeWorkload]:
 
 @dataclasses.dataclass(frozen=True)
 class ModelWorkload:
-    """A residual MLP stack ``x + W2 gelu(W1 LN(x))`` (transformer-like), or a plain MLP (``blocks == 0``)."""
+    """A residual MLP stack ``x + W2 gelu(W1 LN(x))`` (transformer-like), a stack of transformer blocks (causal
+    self-attention with ``heads`` heads over sequences of ``seq`` of the ``rows``, then the MLP; ``heads > 0``),
+    or a plain MLP (``blocks == 0``)."""
 
     name: str
     title: str
@@ -85,13 +87,20 @@ class ModelWorkload:
     blocks: int
     inputs: int = 0
     classes: int = 0
+    heads: int = 0
+    seq: int = 0
 
 
 def model_workloads(scale: str) -> list[ModelWorkload]:
     demo = ModelWorkload("demo_mlp", "demo-sized MLP 64-128-128-10 (digits), batch 128", 128, 128, 0, 0, 64, 10)
     if scale == "gpu":
-        return [ModelWorkload("mlp_stack", "24-block MLP stack, 302M params, 4096 rows", 4096, 1024, 6144, 24), demo]
+        return [ModelWorkload("mlp_stack", "24-block MLP stack, 302M params, 4096 rows", 4096, 1024, 6144, 24),
+                ModelWorkload("transformer", "24 transformer blocks (d 1024, 16 heads), 302M params, 8 x 1024 tokens",
+                              8192, 1024, 4096, 24, heads=16, seq=1024), demo]
     if scale == "cpu":
-        return [ModelWorkload("mlp_stack", "24-block MLP stack, 4.7M params, 64 rows", 64, 128, 768, 24), demo]
+        return [ModelWorkload("mlp_stack", "24-block MLP stack, 4.7M params, 64 rows", 64, 128, 768, 24),
+                ModelWorkload("transformer", "8 transformer blocks (d 128, 4 heads), 1.6M params, 4 x 64 tokens",
+                              256, 128, 512, 8, heads=4, seq=64), demo]
     return [ModelWorkload("mlp_stack", "2-block MLP stack, 32 rows", 32, 16, 64, 2),
+            ModelWorkload("transformer", "2 transformer blocks, 2 x 8 tokens", 16, 16, 32, 2, heads=2, seq=8),
             ModelWorkload("demo_mlp", "demo-sized MLP, batch 16", 16, 32, 0, 0, 64, 10)]

@@ -194,7 +194,7 @@ class _FactSource:
         return self.optimizer.factory(**{**self.optimizer.arguments, **overrides})  # as _factory.rebuild
 
 
-CPU_OWN_BUFFER_FROM = 2**16  # fuse(own_buffer_from='auto') on the CPU backend
+CPU_OWN_BUFFER_FROM = 2**12  # fuse(own_buffer_from="auto") on the CPU backend
 
 # Factories whose rule is per layer in a way a flat buffer cannot carry.
 _NOT_FUSABLE = {"thor": "THOR preconditions each layer's gradient matrix with that layer's own statistics"}
@@ -231,7 +231,7 @@ def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") ->
     Args:
         optimizer: built by a jaxopt_ms factory (``jaxopt_ms.adam(...)``, groups and wrappers included).
         own_buffer_from: leaves of at least this many elements get a buffer of their own (``None``: none do;
-            ``'auto'``: ``2**16`` on the CPU backend, ``None`` elsewhere). A leaf with a buffer of its own is
+            ``'auto'``: ``2**12`` on the CPU backend, ``None`` elsewhere). A leaf with a buffer of its own is
             viewed by a reshape, not a slice. XLA's CPU backend copies a slice out of its buffer before a matrix
             product, so there this saves a copy of the large weights and the concatenate of their gradients per
             training step (measured in ``benchmarks/run.py``), while the many small leaves still share buffers.

@@ -17,8 +17,8 @@ def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
     monkeypatch.delenv("JAXOPT_MS_BENCH_MINDSPORE", raising=False)
     import run
 
-    assert run.main(["--quick", "--workloads", "leaves", "--algorithms", "adam,lamb", "--models", "demo_mlp",
-                     "--repeats", "1", "--rounds", "1", "--out", str(tmp_path)]) == 0
+    assert run.main(["--quick", "--workloads", "leaves", "--algorithms", "adam,lamb", "--models",
+                     "demo_mlp,transformer", "--repeats", "1", "--rounds", "1", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     libraries = {(r["algorithm"], r["library"]) for r in result["optimizer"] if "step_ms" in r}
     for alg in ("adam",):
@@ -26,6 +26,7 @@ def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
     assert all(r["step_ms"] > 0 and r["first_call_s"] > 0 for r in result["optimizer"] if "step_ms" in r)
     variants = {r["variant"] for r in result["training"]}
     assert "flat, fused.view (custom VJP), fused adam" in variants and "forward + backward alone" in variants
+    assert {r["model"] for r in result["training"]} == {"demo_mlp", "transformer"}
     table = (tmp_path / "results.md").read_text()
     assert "| 50 leaves x 64 | adam |" in table and "fused / optax" in table
     assert (tmp_path / "results.png").stat().st_size > 0

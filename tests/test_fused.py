@@ -336,7 +336,7 @@ def test_own_buffer_from_auto_and_errors():
     auto = fused.fuse(jaxopt_ms.adam(1e-3)).flatten(params).layout
     none = fused.fuse(jaxopt_ms.adam(1e-3), own_buffer_from=None).flatten(params).layout
     assert len(none.buffers) == 1
-    assert len(auto.buffers) == (2 if jax.default_backend() == "cpu" else 1)  # 'auto': 2**16 on CPU only
+    assert len(auto.buffers) == (2 if jax.default_backend() == "cpu" else 1)  # 'auto': 2**12 on CPU only
     for bad in (0, -3, 1.5, True, "cpu"):
         with pytest.raises(ValueError, match="own_buffer_from"):
             fused.fuse(jaxopt_ms.adam(1e-3), own_buffer_from=bad)
