@@ -31,11 +31,11 @@ from jaxopt_ms.names import param_names
 
 __all__ = [
     "FlatParams",
-    "buffer_tree",
-    "from_buffer_tree",
     "Layout",
     "LeafSlot",
+    "buffer_tree",
     "flatten",
+    "from_buffer_tree",
     "is_flat",
     "leaf_means",
     "leaf_sums",
