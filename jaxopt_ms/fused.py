@@ -235,7 +235,8 @@ def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") ->
             viewed by a reshape, not a slice. XLA's CPU backend copies a slice out of its buffer before a matrix
             product, so there this saves a copy of the large weights and the concatenate of their gradients per
             training step (measured in ``benchmarks/run.py``), while the many small leaves still share buffers.
-            On GPU, slices fuse into their consumers and fewer buffers are best.
+            On GPU, slices fuse into their consumers and fewer buffers are best. The layout (and so a fused
+            checkpoint's structure) depends on this value: give it explicitly to share checkpoints across backends.
     Returns:
         A :class:`FusedOptimizer`: ``flatten(params)`` packs parameters once; ``init(flat)`` and
         ``update(flat_grads, state, flat)`` work on :class:`FlatParams` and follow the per-leaf trajectory.
