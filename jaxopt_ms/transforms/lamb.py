@@ -132,9 +132,9 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         # ghat only feeds its norm: computed from isolated operands, so that the norm's reduction recomputes it
         # instead of sharing temporaries with the update pass (jaxopt_ms._tree.isolated)
         m_i, v_i, p_i, t_i, wd_i, zero_i = isolated(m, v, params, t, wd, zero)
-        ghat = jax.tree.map(lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1,
-                                                                 beta2, eps),
-                            m_i, v_i, p_i, mask)
+        ghat = jax.tree.map(
+            lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1, beta2, eps),
+            m_i, v_i, p_i, mask)
         p_norm, ghat_norm = _norms(isolated(params)[0]), _norms(ghat)
         direction = jax.tree.map(
             lambda g, m, v, p, flag, pn, gn: lamb_scale(lamb_r(m, v, p, t, wd if flag else zero, beta1, beta2, eps),
