@@ -268,9 +268,6 @@ def mindspore_results(workload, algorithms: list[str], samples: int) -> list[dic
 
 # ---------------------------------------------------------------------------------------------- training step
 
-OWN_BUFFER_FROM = 2**12  # as fuse(own_buffer_from="auto") on CPU: large leaves viewed by a reshape, not a slice
-
-
 def training_variants(model):
     """Compiled whole training steps (forward + backward [+ Adam]) for one model."""
     functools, jax, jnp, optax, jaxopt_ms, fused = jax_env()
@@ -370,10 +367,11 @@ def training_variants(model):
         return step
 
     # one buffer (the layout for GPU), then the large leaves in buffers of their own ('auto' on CPU)
-    packed, large = (fused.fuse(jaxopt_ms.adam(1e-3), own_buffer_from=n) for n in (None, OWN_BUFFER_FROM))
+    own = fused.CPU_OWN_BUFFER_FROM  # own_buffer_from='auto' on CPU: large leaves viewed by a reshape, not a slice
+    packed, large = (fused.fuse(jaxopt_ms.adam(1e-3), own_buffer_from=n) for n in (None, own))
     for label, viewer, opt in (("flat, plain slices, fused adam", fused.unflatten, packed),
                                ("flat, fused.view (custom VJP), fused adam", fused.view, packed),
-                               (f"flat, fused.view, leaves >= {OWN_BUFFER_FROM} in own buffers", fused.view, large)):
+                               (f"flat, fused.view, leaves >= {own} in own buffers", fused.view, large)):
         flat = jax.jit(opt.flatten)(params)
         variants.append((label, flat_step(viewer, opt), flat, opt.init(flat)))
     return [Timed(label, step, p, s, batch, 0) for label, step, p, s in variants], \

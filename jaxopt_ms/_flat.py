@@ -38,6 +38,7 @@ __all__ = [
     "from_buffer_tree",
     "is_flat",
     "leaf_means",
+    "leaf_norms",
     "leaf_sums",
     "leaf_tree",
     "map_leaves",
@@ -396,6 +397,12 @@ def leaf_sums(tree: Any, method: str = "rows") -> Any:
         return jnp.broadcast_to(jnp.sum(x), jnp.shape(x))
 
     return jax.tree.map(one, tree, is_leaf=is_flat)
+
+
+def leaf_norms(tree: Any) -> Any:
+    """Each leaf's L2 norm (in float32), broadcast over that leaf's elements: ``sqrt(leaf_sums(x * x))``. The norms
+    of Lamb's and LARS's trust ratios, for a block that is otherwise element-wise."""
+    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(lambda x: jnp.square(x.astype(jnp.float32)), tree)))
 
 
 def leaf_means(tree: Any, method: str = "rows") -> Any:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_ms._flat import leaf_sums
+from jaxopt_ms._flat import leaf_norms
 from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments
@@ -102,13 +102,6 @@ def lamb_direction(g, p, m, v, t, weight_decay, beta1: float, beta2: float, eps:
     return lamb_scale(update, lamb_trust_ratio(p, ghat), g.dtype), m, v
 
 
-def _norms(tree: Any) -> Any:
-    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one reduction per leaf of a flat buffer
-    # (jaxopt_ms.fused; the same sums, gathered back to the elements), so the rest of the step is element-wise
-    # over whole buffers.
-    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree)))
-
-
 def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
                   weight_decay: float | Callable[[jax.Array], Any] = 0.0,
                   decay_filter: Callable[[str, Any], bool] = mindspore_decay_filter) -> optax.GradientTransformation:
@@ -135,7 +128,7 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         ghat = jax.tree.map(
             lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1, beta2, eps),
             m_i, v_i, p_i, mask)
-        p_norm, ghat_norm = _norms(isolated(params)[0]), _norms(ghat)
+        p_norm, ghat_norm = leaf_norms(isolated(params)[0]), leaf_norms(ghat)
         direction = jax.tree.map(
             lambda g, m, v, p, flag, pn, gn: lamb_scale(lamb_r(m, v, p, t, wd if flag else zero, beta1, beta2, eps),
                                                         lamb_ratio_of_norms(pn, gn), g.dtype),

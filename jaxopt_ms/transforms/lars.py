@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_ms._flat import leaf_sums
+from jaxopt_ms._flat import leaf_norms
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, resolve_learning_rate
@@ -62,14 +62,6 @@ def lars_gradient(g, w, weight_decay, lr, *, epsilon: float, coefficient: float,
     trust = lars_trust(jnp.sqrt(jnp.sum(_square(w))), jnp.sqrt(jnp.sum(_square(g))), weight_decay, lr,
                        epsilon=epsilon, coefficient=coefficient, use_clip=use_clip)
     return lars_scale(g, w, weight_decay, trust)
-
-
-def _norms(tree: Any) -> Any:
-    # Per-leaf norms broadcast over each leaf: jnp.sum on a plain leaf, one reduction per leaf of a flat buffer
-    # (jaxopt_ms.fused; the same sums, gathered back to the elements), so the rest of the step is element-wise
-    # over whole buffers. Norms of leaves
-    # outside lars_filter are not used, and the jitted step drops them.
-    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(_square, tree)))
 
 
 def scale_by_lars(
@@ -135,7 +127,7 @@ def scale_by_lars(
         updates = jax.tree.map(
             lambda g, w, d, s, wn, gn: lars_scale(g, w, wd if d else zero, trust_of(wn, gn, wd if d else zero))
             if s else g,
-            updates, params, decayed, scaled, _norms(params), _norms(updates),
+            updates, params, decayed, scaled, leaf_norms(params), leaf_norms(updates),
         )
         return updates, LarsState(state.count + steps_per_update)
 
