@@ -16,12 +16,15 @@ import argparse
 import ast
 import importlib
 import inspect
+import math
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 
@@ -59,10 +62,23 @@ UNSUPPORTED = {"thor": "THOR needs per-layer activations and output gradients of
 SCHEDULES = ("constant", "cosine", "exponential", "polynomial", "warmup", "inverse")
 DECAY_FILTERS = {"mindspore": "mindspore_decay_filter", "flax": "flax_decay_filter",
                  "equinox": "equinox_decay_filter", "all": "decay_all"}
+LARS_FILTERS = {"mindspore": "mindspore_lars_filter", "all": "decay_all"}
+# Matplotlib's raster and vector formats (checked before training, without importing matplotlib).
+PLOT_FORMATS = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
+# scikit-learn's digits: 1797 images, of which the demo trains on all but the test fifth.
+DIGITS_IMAGES = 1797
+TEST_FRACTION = 0.2
 
 
 class CliError(Exception):
-    """A usage error reported as ``error: ...`` with exit status 2."""
+    """A usage error reported as ``jaxopt-ms: error: ...`` with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`CliError` instead of printing its usage and exiting: one error line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see '{self.prog} --help')")
 
 
 def available_optimizers() -> list[str]:
@@ -70,30 +86,123 @@ def available_optimizers() -> list[str]:
     return [n for n in OPTIMIZER_NAMES if callable(getattr(jaxopt_ms, n, None))]
 
 
-def _factory(name: str) -> Callable[..., Any]:
+def _factory(name: str, flag: str = "--optimizer") -> Callable[..., Any]:
     if name in UNSUPPORTED:
-        raise CliError(f"optimizer '{name}' is not supported by this command: {UNSUPPORTED[name]}")
-    factory = getattr(jaxopt_ms, name, None)
-    if name.startswith("_") or not callable(factory) or inspect.isclass(factory):
-        raise CliError(f"unknown optimizer '{name}'; available: {', '.join(available_optimizers())}.")
+        raise CliError(f"{flag} {name}: not supported by this command: {UNSUPPORTED[name]}")
+    factory = getattr(jaxopt_ms, name, None) if name in OPTIMIZER_NAMES else None
+    if not callable(factory) or inspect.isclass(factory):
+        raise CliError(f"{flag}: unknown optimizer '{name}'; available: {', '.join(available_optimizers())}.")
     return factory
+
+
+# ---------------------------------------------------------------------------------------------- argument types
+# argparse calls these on the text of a flag; an ArgumentTypeError becomes "argument --flag: <message>".
+
+def _number(text: str, *, lower: float | None = None, strict: bool = False) -> float:
+    """A finite float, ``> lower`` (``strict``) or ``>= lower``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, but got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, but got {text!r}")
+    if lower is not None and (value <= lower if strict else value < lower):
+        raise argparse.ArgumentTypeError(f"expected a number {'>' if strict else '>='} {lower:g}, but got {text!r}")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """A finite number ``>= 0`` (learning rates, weight decays)."""
+    return _number(text, lower=0.0)
+
+
+def positive_number(text: str) -> float:
+    """A finite number ``> 0`` (loss scales)."""
+    return _number(text, lower=0.0, strict=True)
+
+
+def _integer(text: str, lower: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, but got {text!r}") from None
+    if value < lower:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {lower}, but got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer ``>= 1`` (epochs, batch size)."""
+    return _integer(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ``>= 0`` (seeds)."""
+    return _integer(text, 0)
+
+
+def regex(text: str) -> str:
+    """A regular expression that compiles."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a regular expression, but got an empty one")
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"invalid regular expression {text!r}: {e}") from None
+    return text
+
+
+def _group_value(text: str) -> tuple[str, float]:
+    # The value never contains '=', a regular expression may: split at the last '='.
+    pattern, sep, value = text.rpartition("=")
+    if not sep or not pattern:
+        raise argparse.ArgumentTypeError(f"expected REGEX=VALUE, but got {text!r}")
+    try:
+        return regex(pattern), non_negative_number(value)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (in {text!r})") from None
+
+
+def option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a Python-literal value (``0.99``, ``True``, ``(0.5, 1.2)``); other text stays a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY an argument name, but got {text!r}")
+    value = _literal(value)
+    if key in ("decay_filter", "lars_filter"):
+        value = _filter_preset(key, value)
+    return key, value
+
+
+def optimizer_names(text: str) -> list[str]:
+    """A comma-separated list of optimizer names; spaces around the names are ignored."""
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated optimizer names, but got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"an optimizer is named twice in {text!r}")
+    return names
 
 
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         lowered = text.lower()
         if lowered in ("true", "false"):
             return lowered == "true"
         return text
 
 
-def _key_value(text: str, what: str) -> tuple[str, Any]:
-    key, sep, value = text.rpartition("=")
-    if not sep or not key:
-        raise CliError(f"{what} expects KEY=VALUE, but got {text!r}.")
-    return key, _literal(value)
+def _filter_preset(key: str, value: Any) -> Callable[..., bool]:
+    """``--opt decay_filter=flax``: a preset name (or its function's name) for a name filter."""
+    presets = LARS_FILTERS if key == "lars_filter" else DECAY_FILTERS
+    name = value.removeprefix("jaxopt_ms.") if isinstance(value, str) else None
+    name = presets.get(name, name)
+    if name not in presets.values():
+        raise argparse.ArgumentTypeError(f"{key} takes a preset name, one of {', '.join(presets)}, but got "
+                                         f"{value!r}")
+    return getattr(jaxopt_ms, name)
 
 
 def _learning_rate(kind: str, lr: float, total_steps: int, steps_per_epoch: int, epochs: int, as_list: bool) -> Any:
@@ -125,21 +234,35 @@ def _learning_rate(kind: str, lr: float, total_steps: int, steps_per_epoch: int,
 def _param_groups(args: argparse.Namespace, lr_of: Callable[[float], Any], names: list[str]) -> list[dict] | None:
     """MindSpore parameter groups from ``--group-lr/--group-wd/--group-gc``, plus one group for the rest."""
     groups: dict[str, dict[str, Any]] = {}
-    for text in args.group_lr:
-        regex, value = _key_value(text, "--group-lr")
-        groups.setdefault(regex, {})["lr"] = lr_of(float(value))
-    for text in args.group_wd:
-        regex, value = _key_value(text, "--group-wd")
-        groups.setdefault(regex, {})["weight_decay"] = float(value)
-    for regex in args.group_gc:
-        groups.setdefault(regex, {})["grad_centralization"] = True
+    for pattern, value in args.group_lr:
+        groups.setdefault(pattern, {})["lr"] = lr_of(value)
+    for pattern, value in args.group_wd:
+        groups.setdefault(pattern, {})["weight_decay"] = value
+    for pattern in args.group_gc:
+        groups.setdefault(pattern, {})["grad_centralization"] = True
     if not groups:
         return None
     patterns = [re.compile(r) for r in groups]
-    out = [{"params": regex, **settings} for regex, settings in groups.items()]
+    out = [{"params": pattern, **settings} for pattern, settings in groups.items()]
     rest = [n for n in names if not any(p.search(n) for p in patterns)]
     if rest:  # the other leaves train with the optimizer-level settings (a leaf in no group is frozen)
         out.append({"params": rest})
+    return out
+
+
+def _options(name: str, factory: Callable[..., Any], options: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``--opt`` pairs as keyword arguments (filter presets already resolved); an integer for a float default made a
+    float (MindSpore's float checks are strict, ``--opt momentum=0`` means ``0.0``)."""
+    params = inspect.signature(factory).parameters
+    out = {}
+    for key, value in options:
+        default = params[key].default if key in params else None
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if key == "learning_rate" and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                           and math.isfinite(value) and value >= 0):
+            raise CliError(f"--opt learning_rate: expected a finite number >= 0, but got {value!r}; or use --lr.")
+        out[key] = value
     return out
 
 
@@ -151,9 +274,7 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
     kwargs: dict[str, Any] = dict(DEMO_SETTINGS.get(name, {}))
     if args.lr is not None:
         kwargs["learning_rate"] = args.lr
-    for text in args.opt:
-        key, value = _key_value(text, "--opt")
-        kwargs[key] = value
+    kwargs.update(_options(name, factory, args.opt))
 
     def lr_of(value: float) -> Any:
         return _learning_rate(args.schedule, value, total_steps, steps_per_epoch, args.epochs, args.lr_list)
@@ -174,22 +295,22 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
 
     if name == "lars":  # a wrapper: the keyword arguments above configure the optimizer it wraps
         inner_name = kwargs.pop("optimizer", "momentum")
+        if not isinstance(inner_name, str):
+            raise CliError(f"--opt optimizer: expected an optimizer name, but got {inner_name!r}.")
+        _factory(inner_name, "--opt optimizer")
         lars_keys = {k for k in accepted if k != "optimizer"}
         lars_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in lars_keys and k != "learning_rate"}
         inner_args = argparse.Namespace(**{**vars(args), "opt": [], "lr": None})
         inner, _, inner_kwargs = build_optimizer(inner_name, inner_args, total_steps=total_steps,
                                                  steps_per_epoch=steps_per_epoch, param_names=param_names)
-        inner = _factory(inner_name)(**{**inner_kwargs, **kwargs})
+        inner = _construct(inner_name, _factory(inner_name), {**inner_kwargs, **kwargs})
         kwargs = {"optimizer": inner, **lars_kwargs}
 
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         raise CliError(f"optimizer '{name}' has no argument(s) {unknown}; its arguments are "
                        f"{[k for k in accepted]}.")
-    try:
-        optimizer = factory(**kwargs)
-    except (TypeError, ValueError, KeyError) as e:
-        raise CliError(f"{name}: {e}") from e
+    optimizer = _construct(name, factory, kwargs)
 
     multiplier = None
     if args.loss_scale is not None:
@@ -200,6 +321,14 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
         optimizer = loss_scale.dynamic_loss_scale(optimizer, init_loss_scale=2.0**15, scale_window=50)
         multiplier = loss_scale.loss_scale_value
     return optimizer, multiplier, kwargs
+
+
+def _construct(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``factory(**kwargs)``; the factory's argument checks (TypeError / ValueError) become usage errors."""
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise CliError(f"{name}: {e}") from e
 
 
 def _optional_module(module_name: str, flag: str) -> Any:
@@ -227,7 +356,7 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     from jaxopt_ms._demo import require
 
     tqdm = require("tqdm", "tqdm")
-    return tqdm.tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+    return tqdm.tqdm(total=total, desc=f"{desc} (compiling)", unit="step", leave=False, dynamic_ncols=True)
 
 
 def _say(bar: Any, text: str) -> None:
@@ -235,6 +364,49 @@ def _say(bar: Any, text: str) -> None:
         bar.write(text)
     else:
         print(text, flush=True)
+
+
+def train_size(test_fraction: float = TEST_FRACTION) -> int:
+    """Training images of the demo's split of the digits (known without loading them)."""
+    return DIGITS_IMAGES - int(round(DIGITS_IMAGES * test_fraction))
+
+
+def _check_training_arguments(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Everything that can be checked before data, compilation and training; raises :class:`CliError`."""
+    for name in names:
+        _factory(name, "--optimizers" if args.command == "compare" else "--optimizer")
+    if args.batch_size > train_size():
+        raise CliError(f"argument --batch-size: {args.batch_size} is larger than the {train_size()} training "
+                       f"images (an epoch would have no step).")
+    if args.lr_list and args.schedule == "constant":
+        raise CliError("argument --lr-list: needs a --schedule other than constant.")
+    if args.dynamic_loss_scale and args.loss_scale is not None:
+        raise CliError(f"argument --dynamic-loss-scale: not allowed with --loss-scale {args.loss_scale:g} (the "
+                       f"dynamic manager chooses the scale).")
+    if args.plot:
+        args.out = _check_output(args.out)
+
+
+def _check_output(path: str) -> str:
+    """The plot's path, checked to be writable before training (its default folder is created)."""
+    out = Path(path).expanduser()
+    if out.suffix.lower() not in PLOT_FORMATS:
+        raise CliError(f"argument --out: {path!r} has no image extension; use one of {', '.join(PLOT_FORMATS)}.")
+    if out == _default_plot(out.name):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    folder = out.parent
+    if out.is_dir():
+        raise CliError(f"argument --out: {path!r} is a directory; give a file name such as {out / 'loss.png'}.")
+    if not folder.is_dir():
+        raise CliError(f"argument --out: folder {str(folder)!r} of {path!r} does not exist.")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise CliError(f"argument --out: {path!r} is not writable.")
+    return str(out)
+
+
+def _default_plot(name: str) -> Path:
+    """Plots go to the system's temporary folder by default: nothing is written into the current folder."""
+    return Path(tempfile.gettempdir()) / "jaxopt-ms" / name
 
 
 def _train_one(name: str, args: argparse.Namespace, data: Any, *, verbose: bool) -> Any:
@@ -256,30 +428,41 @@ def _train_one(name: str, args: argparse.Namespace, data: Any, *, verbose: bool)
     bar = _progress(spe * args.epochs, args.progress, name)
 
     def on_step(step: int, loss: float) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if bar is None:
+            return
+        if step == 1:  # the first step compiled the program: restart the clock so the ETA is the training's
+            bar.reset()
+            bar.set_description(name, refresh=False)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     def on_epoch(rec: Any) -> None:
         if not verbose:
             return
         lr = "" if rec.learning_rate is None else f"  lr {rec.learning_rate}"
-        _say(bar, f"epoch {rec.epoch:3d}  loss {rec.train_loss:.4f}  train acc {rec.train_accuracy:6.1%}  "
+        label = "before training" if rec.epoch == 0 else f"epoch {rec.epoch:3d}"
+        _say(bar, f"{label:<15}  loss {rec.train_loss:.4f}  train acc {rec.train_accuracy:6.1%}  "
                   f"test acc {rec.test_accuracy:6.1%}{lr}")
 
     try:
-        return _demo.train(optimizer, data, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                           seed=args.seed, loss_multiplier=multiplier, name=name, on_step=on_step,
-                           on_epoch=on_epoch)
+        result = _demo.train(optimizer, data, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                             seed=args.seed, loss_multiplier=multiplier, name=name, on_step=on_step,
+                             on_epoch=on_epoch)
     finally:
         if bar is not None:
             bar.close()
+    bad = next((i for i, loss in enumerate(result.step_losses, 1) if not math.isfinite(loss)), None)
+    if bad is not None:
+        print(f"jaxopt-ms: warning: {name}: the training loss became {result.step_losses[bad - 1]} at step {bad} "
+              f"(a learning rate too large for this task?).", file=sys.stderr, flush=True)
+    return result
 
 
 def _demo_command(args: argparse.Namespace) -> Any:
     from jaxopt_ms import _demo
 
-    data = _demo.load_digits(args.seed)
+    _check_training_arguments(args, [args.optimizer])
+    data = _demo.load_digits(args.seed, TEST_FRACTION)
     result = _train_one(args.optimizer, args, data, verbose=True)
     print(f"final test accuracy: {result.test_accuracy:.2%} ({result.seconds:.1f} s)")
     if args.plot:
@@ -291,11 +474,9 @@ def _demo_command(args: argparse.Namespace) -> Any:
 def _compare_command(args: argparse.Namespace) -> list[Any]:
     from jaxopt_ms import _demo
 
-    names = args.optimizers.split(",") if args.optimizers else [
-        n for n in available_optimizers() if n not in UNSUPPORTED]
-    for n in names:
-        _factory(n)  # fail before training anything
-    data = _demo.load_digits(args.seed)
+    names = args.optimizers or [n for n in available_optimizers() if n not in UNSUPPORTED]
+    _check_training_arguments(args, names)  # fail before training anything
+    data = _demo.load_digits(args.seed, TEST_FRACTION)
     results = []
     for n in names:
         try:
@@ -333,85 +514,128 @@ def benchmark_script() -> Path | None:
     return None
 
 
-def _bench_command(args: argparse.Namespace) -> int:
+BENCH_HELP = """\
+usage: jaxopt-ms bench [--full] [RUNNER FLAGS ...]
+
+Runs the benchmark suite of a source checkout (benchmarks/run.py) in its quick mode; every flag is passed to the
+runner, e.g. 'jaxopt-ms bench --algorithms sgd,adam --workloads flat'. --full runs the full sizes instead of
+--quick. Results go to a new temporary folder (printed at the end) unless --out DIR names one; nothing is written
+into the checkout. 'jaxopt-ms bench --runner-help' shows the runner's flags.
+"""
+
+
+def _bench_command(extra: list[str]) -> int:
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    if any(a in ("-h", "--help") for a in extra):
+        print(BENCH_HELP, end="")
+        return 0
     script = benchmark_script()
     if script is None:
-        print("jaxopt-ms bench: no benchmarks/run.py found. The benchmark suite lives in the source repository "
-              "(benchmarks/); run this command from a source checkout.", file=sys.stderr)
-        return 1
-    extra = list(args.bench_args) or ["--quick"]
-    if extra and extra[0] == "--":
-        extra = extra[1:]
+        raise CliError("bench: no benchmarks/run.py found. The benchmark suite lives in the source repository "
+                       "(benchmarks/); run this command from a source checkout.")
+    if "--runner-help" in extra:
+        extra = ["--help"]
+    elif "--full" in extra:
+        extra = [a for a in extra if a != "--full"]
+    elif "--quick" not in extra:
+        extra = ["--quick", *extra]
     command = [sys.executable, str(script), *extra]
     print("running:", " ".join(command), flush=True)
     return subprocess.call(command, cwd=script.parent.parent)
 
 
+def _plain(text: str) -> str:
+    """reStructuredText markup as plain text: ``x`` -> x, :func:`~a.b` -> b, *x* -> x."""
+    text = re.sub(r":[a-z]+:`~?([^`]*?)`", lambda m: m.group(1).rsplit(".", 1)[-1] if "~" in m.group(0)
+                  else m.group(1), text)
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    return re.sub(r"\*\*?([^*\s][^*]*?)\*\*?", r"\1", text)
+
+
+def summary(obj: Any) -> str:
+    """The first sentence of ``obj``'s docstring, whole and in plain text."""
+    paragraph = " ".join((inspect.getdoc(obj) or "").split("\n\n", 1)[0].split())
+    text = _plain(paragraph)
+    match = re.search(r"(?<!e\.g)(?<!i\.e)\.(?=\s+[A-Z(])", text)
+    return text[:match.end()] if match else text
+
+
 def _list_command(args: argparse.Namespace) -> int:
     for name in available_optimizers():
-        doc = (inspect.getdoc(getattr(jaxopt_ms, name)) or "").split("\n", 1)[0]
         note = "  (not usable in demo/compare)" if name in UNSUPPORTED else ""
-        print(f"{name:<18} {doc}{note}")
+        print(f"{name:<18} {summary(getattr(jaxopt_ms, name))}{note}")
     return 0
 
 
-def _add_training_arguments(p: argparse.ArgumentParser, plot_name: str) -> None:
-    p.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help="network (default: cnn)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (default: 15)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: a good one per optimizer)")
+def _add_training_arguments(p: argparse.ArgumentParser, plot_name: str, epochs: int) -> None:
+    p.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help="network (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=epochs, help="training epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help=f"images per step, at most {train_size()} (default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="initialisation and shuffling seed "
+                   "(default: %(default)s)")
+    p.add_argument("--lr", type=non_negative_number, default=None,
+                   help="learning rate (default: a good one per optimizer)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant",
-                   help="decay the learning rate over the run with a jaxopt_ms.schedules schedule")
+                   help="decay the learning rate over the run with a jaxopt_ms.schedules schedule "
+                        "(default: %(default)s)")
     p.add_argument("--lr-list", action="store_true",
                    help="with --schedule: pass MindSpore's dynamic-lr list (jaxopt_ms.dynamic_lr) instead")
-    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--weight-decay", type=non_negative_number, default=None)
     p.add_argument("--decay-filter", choices=sorted(DECAY_FILTERS), default=None,
                    help="which leaves weight decay touches (default: MindSpore's rule, names without gamma/beta)")
-    p.add_argument("--loss-scale", type=float, default=None,
+    p.add_argument("--loss-scale", type=positive_number, default=None,
                    help="multiply the loss by this and pass it as the optimizer's loss_scale")
     p.add_argument("--dynamic-loss-scale", action="store_true", help="wrap in jaxopt_ms.loss_scale.dynamic_loss_scale")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other optimizer argument, e.g. --opt beta2=0.99 --opt use_nesterov=True")
-    p.add_argument("--group-lr", action="append", default=[], metavar="REGEX=LR",
+    p.add_argument("--opt", type=option, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other optimizer argument, e.g. --opt beta2=0.99 --opt use_nesterov=True; "
+                        f"decay_filter takes a preset name ({'|'.join(DECAY_FILTERS)})")
+    p.add_argument("--group-lr", type=_group_value, action="append", default=[], metavar="REGEX=LR",
                    help="parameter group: leaves whose name matches REGEX get this learning rate (repeatable)")
-    p.add_argument("--group-wd", action="append", default=[], metavar="REGEX=WD",
+    p.add_argument("--group-wd", type=_group_value, action="append", default=[], metavar="REGEX=WD",
                    help="parameter group with its own weight decay (repeatable)")
-    p.add_argument("--group-gc", action="append", default=[], metavar="REGEX",
+    p.add_argument("--group-gc", type=regex, action="append", default=[], metavar="REGEX",
                    help="parameter group with gradient centralization (repeatable)")
-    p.add_argument("--out", default=plot_name, help=f"PNG file for the plot (default: {plot_name})")
+    p.add_argument("--out", default=str(_default_plot(plot_name)), help="image file for the plot, .png, .pdf or "
+                   ".svg (default: %(default)s)")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="do not save a plot")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxopt-ms", description="jaxopt_ms: MindSpore optimizers for JAX.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxopt-ms", description="jaxopt_ms: MindSpore optimizers for JAX.")
+    parser.add_argument("--version", action="version", version=f"jaxopt_ms {jaxopt_ms.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     demo = sub.add_parser("demo", help="train a small network on scikit-learn's digits with one optimizer",
                           description="Train a small CNN/MLP on scikit-learn's digits with a jaxopt_ms optimizer.")
-    demo.add_argument("--optimizer", "-o", default="adam", help="optimizer name, e.g. adam, momentum, sgd")
-    _add_training_arguments(demo, "jaxopt-ms-demo.png")
-    compare = sub.add_parser("compare", help="train with several optimizers; print a table, save a plot")
-    compare.add_argument("--optimizers", default=None,
-                         help="comma-separated names (default: every available optimizer)")
-    _add_training_arguments(compare, "jaxopt-ms-compare.png")
-    compare.set_defaults(epochs=10)
-    bench = sub.add_parser("bench", help="run the benchmark suite (benchmarks/run.py) in its quick mode")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for benchmarks/run.py "
-                       "(default: --quick)")
-    sub.add_parser("list", help="list the optimizers of this installation")
+    demo.add_argument("--optimizer", "-o", default="adam", help="optimizer name, e.g. adam, momentum, sgd "
+                      "(default: %(default)s; jaxopt-ms list shows them all)")
+    _add_training_arguments(demo, "demo.png", 15)
+    compare = sub.add_parser("compare", help="train with several optimizers; print a table, save a plot",
+                             description="Train the digits task with several optimizers; print a table and save "
+                                         "one plot.")
+    compare.add_argument("--optimizers", type=optimizer_names, default=None, metavar="NAME[,NAME...]",
+                         help="comma-separated names, e.g. 'sgd, adam' (default: every available optimizer)")
+    _add_training_arguments(compare, "compare.png", 10)
+    sub.add_parser("bench", help="run the benchmark suite (benchmarks/run.py) in its quick mode; flags go to the "
+                                 "runner (jaxopt-ms bench --help)", add_help=False)
+    sub.add_parser("list", help="list the optimizers of this installation",
+                   description="List the optimizers of this installation with a one-sentence summary.")
     return parser
 
 
 def run(argv: Sequence[str] | None = None) -> Any:
     """Parses ``argv`` and runs the command; returns its result (raises :class:`CliError` on usage errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # every flag after 'bench' belongs to the benchmark runner
+        return _bench_command(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return _demo_command(args)
     if args.command == "compare":
         return _compare_command(args)
-    if args.command == "bench":
-        return _bench_command(args)
     return _list_command(args)
 
 
@@ -421,9 +645,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = run(argv)
+        sys.stdout.flush()
     except (CliError, MissingExtraError) as e:
         print(f"jaxopt-ms: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (``jaxopt-ms list | head -3``): stop quietly
+        # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result if isinstance(result, int) else 0
