@@ -1,24 +1,37 @@
-"""The benchmark runner runs end to end in quick mode and writes its JSON, markdown and plot (no timing checks)."""
+"""The benchmark runner runs end to end in quick mode, writes outside the checkout, and reports no figure that no
+memory-bound step can reach (no timing checks: speed is measured by the benchmarks themselves)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
 
 
-def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
-    monkeypatch.syspath_prepend(BENCHMARKS)
+@pytest.fixture
+def runner(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     monkeypatch.delenv("JAXOPT_MS_BENCH_MINDSPORE", raising=False)
     import run
 
-    assert run.main(["--quick", "--workloads", "leaves", "--algorithms", "adam,lamb", "--models",
-                     "demo_mlp,transformer", "--repeats", "1", "--rounds", "1", "--out", str(tmp_path)]) == 0
+    yield run
+    sys.modules.pop("run", None)
+    sys.modules.pop("workloads", None)
+
+
+def test_runner_quick_mode_writes_results(tmp_path, runner):
+    pytest.importorskip("matplotlib")
+    assert runner.main(["--quick", "--workloads", "leaves", "--algorithms", "adam", "--models",
+                        "demo_mlp,transformer", "--repeats", "1", "--rounds", "1", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     libraries = {(r["algorithm"], r["library"]) for r in result["optimizer"] if "step_ms" in r}
     for alg in ("adam",):
@@ -29,6 +42,69 @@ def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
     assert {r["model"] for r in result["training"]} == {"demo_mlp", "transformer"}
     table = (tmp_path / "results.md").read_text()
     assert "| 50 leaves x 64 | adam |" in table and "fused / optax" in table
+    assert "Quick mode is a smoke run" in table
     assert (tmp_path / "results.png").stat().st_size > 0
-    sys.modules.pop("run", None)
-    sys.modules.pop("workloads", None)
+    # Every reported figure is physically possible, or flagged and shown as n/a.
+    for r in result["optimizer"]:
+        if "step_ms" in r:
+            assert r.get("flag") or 0 < r["fraction_of_copy"] <= 1, r
+    for r in result["training"]:
+        assert r.get("flag") or r["vs_fwd_bwd"] >= 1, r
+    flagged = sum(bool(r.get("flag")) for r in result["training"] + result["optimizer"])
+    assert table.count("n/a (") == flagged
+
+
+def test_figures_no_memory_bound_step_can_reach_are_flagged_not_reported(runner):
+    # The quick-mode figures once published: a training step faster than forward + backward alone (0.552) and a
+    # step at 181% of the copy bandwidth.
+    result = {"machine": "m", "jax": "j", "optax": "o", "scale": "quick", "repeats": 3, "rounds": 1, "date": "d",
+              "skipped": [],
+              "optimizer": [dict(workload="flat", algorithm="adam", library=lib, step_ms=ms, first_call_s=0.1,
+                                 bytes=1, gbps=g, copy_gbps=10.0, fraction_of_copy=g / 10.0)
+                            for lib, ms, g in (("jaxopt_ms fused", 0.02, 18.1), ("optax", 0.03, 9.0))],
+              "training": [dict(model="mlp", title="MLP", params=1, variant=v, step_ms=ms, first_call_s=0.1,
+                                vs_fwd_bwd=ratio)
+                           for v, ms, ratio in (("forward + backward alone", 1.0, 1.0), ("fused", 0.552, 0.552),
+                                                ("optax", 1.2, 1.2))]}
+    runner.flag_unphysical(result)
+    fused, optax = result["optimizer"]
+    assert fused["flag"] == runner.BANDWIDTH_FLAG and fused["fraction_of_copy"] is None
+    assert fused["measured_fraction_of_copy"] == pytest.approx(1.81)
+    assert "flag" not in optax and optax["fraction_of_copy"] == pytest.approx(0.9)
+    assert [bool(r.get("flag")) for r in result["training"]] == [False, True, False]
+    table = runner.markdown(result)
+    assert "n/a (181% measured: overhead-bound)" in table and "181%)" not in table.replace("181% measured", "")
+    assert "n/a (0.552 measured: overhead-bound)" in table and "| 1.200 |" in table
+
+
+def _checkout_state() -> tuple[str, dict[str, int]]:
+    """``git status`` of the checkout (when it is one) and the modification times of every file in it."""
+    status = ""
+    if shutil.which("git") and (ROOT / ".git").exists():
+        status = subprocess.run(["git", "status", "--porcelain", "--ignored=no", "--untracked-files=all"],
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    mtimes = {}
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in skip and not d.endswith(".egg-info")]
+        for name in files:
+            path = os.path.join(folder, name)
+            mtimes[os.path.relpath(path, ROOT)] = os.stat(path).st_mtime_ns
+    return status, mtimes
+
+
+def test_bench_command_writes_nothing_into_the_checkout(tmp_path):
+    pytest.importorskip("matplotlib")
+    before = _checkout_state()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    env.pop("JAXOPT_MS_BENCH_MINDSPORE", None)
+    done = subprocess.run([sys.executable, "-m", "jaxopt_ms", "bench", "--workloads", "flat", "--no-training",
+                           "--repeats", "2", "--rounds", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--quick" in done.stdout.splitlines()[0]  # 'running: ... run.py --quick --workloads flat ...'
+    out = Path(re.search(r"^results written to (.+)$", done.stdout, re.M).group(1))
+    assert out.parent == tmp_path  # a new temporary folder
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "results.png"}
+    assert json.loads((out / "results.json").read_text())["scale"] == "quick"
+    assert _checkout_state() == before
