@@ -13,7 +13,8 @@ row's moments, so it is table-sized by definition: it densifies the gradient wit
 update). The memory traffic per
 step is computed from the shapes (bytes read + written by the update, not counting the indices' sort).
 
-Run from the repository root (writes a Markdown table; prints it too):
+Run from the repository root (prints a Markdown table; ``--out`` also writes it to a file, e.g. the committed
+``benchmarks/results/sparse_embedding.md``):
     PYTHONPATH=. python benchmarks/sparse_embedding.py [--rows 1000000 --dim 64 --touched 1024]
         [--out benchmarks/results/sparse_embedding.md]
 """
@@ -73,7 +74,7 @@ def main():
     ap.add_argument("--touched", type=int, default=1024)
     ap.add_argument("--sparse-repeats", type=int, default=50)
     ap.add_argument("--dense-repeats", type=int, default=5)
-    ap.add_argument("--out", default=os.path.join("benchmarks", "results", "sparse_embedding.md"))
+    ap.add_argument("--out", default=None, help="also write the table to this file (default: print it only)")
     args = ap.parse_args()
 
     rng = np.random.RandomState(0)
@@ -140,10 +141,12 @@ def main():
         "Reproduce: `PYTHONPATH=. python benchmarks/sparse_embedding.py`",
         "",
     ]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines))
     print("\n".join(lines))
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines))
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
