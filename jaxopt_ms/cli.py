@@ -2,12 +2,15 @@
 
 * ``demo``: trains a small CNN (or MLP) on scikit-learn's digits with any jaxopt_ms optimizer and its options
   (learning rate, schedule, weight decay, decay filter, parameter groups, loss scale), shows a progress bar, prints
-  loss and accuracy per epoch and the final test accuracy, and saves the loss curve as a PNG.
+  loss and accuracy per epoch and the final test accuracy, and saves the loss curve as an image (by default in the
+  system's temporary folder).
 * ``compare``: the same task with several optimizers; prints a table and saves one plot.
-* ``bench``: runs ``benchmarks/run.py`` of a source checkout in its quick mode.
-* ``list``: the optimizers this installation has.
+* ``bench``: runs ``benchmarks/run.py`` of a source checkout in its quick mode, passing every flag on; the runner
+  writes into a new temporary folder unless ``--out DIR`` names one.
+* ``list``: the optimizers this installation has, with the first sentence of their documentation.
 
-Optimizers are looked up by name on the :mod:`jaxopt_ms` module, so every factory it exports can be used.
+Every flag value is checked before any data is loaded or anything compiled; a bad one is reported as one line
+``jaxopt-ms: error: ...`` naming the flag and the value, with exit status 2.
 """
 
 from __future__ import annotations
