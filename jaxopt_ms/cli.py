@@ -124,13 +124,14 @@ def positive_number(text: str) -> float:
     return _number(text, lower=0.0, strict=True)
 
 
-def _integer(text: str, lower: int) -> int:
+def _integer(text: str, lower: int, upper: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, but got {text!r}") from None
-    if value < lower:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {lower}, but got {text!r}")
+    if value < lower or (upper is not None and value > upper):
+        bound = f">= {lower}" if upper is None else f"in [{lower}, {upper}]"
+        raise argparse.ArgumentTypeError(f"expected an integer {bound}, but got {text!r}")
     return value
 
 
@@ -139,9 +140,9 @@ def positive_int(text: str) -> int:
     return _integer(text, 1)
 
 
-def non_negative_int(text: str) -> int:
-    """An integer ``>= 0`` (seeds)."""
-    return _integer(text, 0)
+def seed(text: str) -> int:
+    """A seed: an integer in ``[0, 2**32 - 1]`` (what ``jax.random.PRNGKey`` and NumPy both take)."""
+    return _integer(text, 0, 2**32 - 1)
 
 
 def regex(text: str) -> str:
@@ -577,7 +578,7 @@ def _add_training_arguments(p: argparse.ArgumentParser, plot_name: str, epochs: 
     p.add_argument("--epochs", type=positive_int, default=epochs, help="training epochs (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help=f"images per step, at most {train_size()} (default: %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="initialisation and shuffling seed "
+    p.add_argument("--seed", type=seed, default=0, help="initialisation and shuffling seed "
                    "(default: %(default)s)")
     p.add_argument("--lr", type=non_negative_number, default=None,
                    help="learning rate (default: a good one per optimizer)")

@@ -20,9 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--model", "mlp", "--no-progress"]
 
 
-def test_demo_trains_prints_and_saves_the_loss_curve(tmp_path, capsys):
-    out = tmp_path / "curve.png"
-    result = cli.run(["demo", "--optimizer", "adam", "--epochs", "2", "--out", str(out), *FAST])
+def test_demo_trains_prints_and_saves_the_loss_curve_outside_the_current_folder(tmp_path, capsys, monkeypatch):
+    cwd, temp = tmp_path / "cwd", tmp_path / "temp"
+    cwd.mkdir()
+    temp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(cli.tempfile, "gettempdir", lambda: str(temp))
+    result = cli.run(["demo", "--optimizer", "adam", "--epochs", "2", *FAST])  # the default --out
+    out = temp / "jaxopt-ms" / "demo.png"
+    assert not list(cwd.iterdir())
     accuracies = [e.test_accuracy for e in result.epochs]
     assert len(accuracies) == 3 and accuracies[0] < 0.3  # epoch 0 is the untrained network
     assert accuracies[2] > accuracies[0] + 0.5, accuracies
@@ -31,7 +37,7 @@ def test_demo_trains_prints_and_saves_the_loss_curve(tmp_path, capsys):
     lines = text.splitlines()
     assert any(line.startswith("before training  loss") for line in lines)  # the epoch-0 row is labelled
     assert any(line.startswith("epoch   2 ") and " loss " in line for line in lines)
-    assert "test acc" in text and "final test accuracy" in text
+    assert "test acc" in text and f"loss curve saved to {out}" in text
 
 
 def test_demo_with_groups_schedule_free_weight_decay_and_decay_filter(capsys):
@@ -130,6 +136,7 @@ BAD_INPUT = [
     (["demo", "--epochs", "-2"], "--epochs", "'-2'"),
     (["demo", "--epochs", "1.5"], "--epochs", "'1.5'"),
     (["demo", "--seed", "-1"], "--seed", "'-1'"),
+    (["demo", "--seed", str(2**70)], "--seed", str(2**70)),  # was an OverflowError inside JAX
     (["demo", "--lr", "nan"], "--lr", "'nan'"),  # trained to 7.8% with exit status 0
     (["demo", "--lr", "inf"], "--lr", "'inf'"),
     (["demo", "--lr", "-0.1"], "--lr", "'-0.1'"),
