@@ -609,8 +609,18 @@ def plot(result: dict, path: str) -> None:
     plt.close(fig)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line, exit status 2; ``jaxopt-ms bench`` names itself through JAXOPT_MS_BENCH_PROG."""
+
+    def error(self, message: str):
+        prog = os.environ.get("JAXOPT_MS_BENCH_PROG", self.prog)
+        print(f"{prog}: error: {message} (see 'jaxopt-ms bench --runner-help')" if prog == "jaxopt-ms" else
+              f"{prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineErrors(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: smallest sizes, Adam only (checks that "
                         "everything runs; its times are mostly overhead)")
     parser.add_argument("--algorithms", help=f"comma-separated subset of {','.join(ALGORITHMS)}")

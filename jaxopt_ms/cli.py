@@ -546,7 +546,8 @@ def _bench_command(extra: list[str]) -> int:
         extra = ["--quick", *extra]
     command = [sys.executable, str(script), *extra]
     print("running:", " ".join(command), flush=True)
-    return subprocess.call(command, cwd=script.parent.parent)
+    # The runner reports its usage errors as 'jaxopt-ms: error: ...' too.
+    return subprocess.call(command, cwd=script.parent.parent, env={**os.environ, "JAXOPT_MS_BENCH_PROG": "jaxopt-ms"})
 
 
 def _plain(text: str) -> str:

@@ -3,6 +3,7 @@ memory-bound step can reach (no timing checks: speed is measured by the benchmar
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -78,19 +79,19 @@ def test_figures_no_memory_bound_step_can_reach_are_flagged_not_reported(runner)
 
 
 def _checkout_state() -> tuple[str, dict[str, int]]:
-    """``git status`` of the checkout (when it is one) and the modification times of every file in it."""
-    status = ""
+    """``git status`` of the checkout and the modification times of its tracked files (of every file outside
+    caches when it is not a git checkout)."""
     if shutil.which("git") and (ROOT / ".git").exists():
-        status = subprocess.run(["git", "status", "--porcelain", "--ignored=no", "--untracked-files=all"],
-                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
-    mtimes = {}
-    for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in skip and not d.endswith(".egg-info")]
-        for name in files:
-            path = os.path.join(folder, name)
-            mtimes[os.path.relpath(path, ROOT)] = os.stat(path).st_mtime_ns
-    return status, mtimes
+        git = functools.partial(subprocess.run, cwd=ROOT, capture_output=True, text=True, check=True)
+        status = git(["git", "status", "--porcelain", "--untracked-files=all"]).stdout
+        files = git(["git", "ls-files"]).stdout.splitlines()
+    else:
+        status, files = "", []
+        skip = {".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints"}
+        for folder, dirs, names in os.walk(ROOT):
+            dirs[:] = [d for d in dirs if d not in skip and not d.endswith(".egg-info")]
+            files += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names]
+    return status, {f: os.stat(ROOT / f).st_mtime_ns for f in files if (ROOT / f).exists()}
 
 
 def test_bench_command_writes_nothing_into_the_checkout(tmp_path):

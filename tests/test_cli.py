@@ -331,6 +331,15 @@ def test_bench_passes_flags_to_the_runner_or_says_it_is_missing(tmp_path, monkey
     assert "every flag is passed to the runner" in " ".join(capfd.readouterr().out.split())
 
 
+@pytest.mark.parametrize(("argv", "value"), [(["--algorithms", "sgd,nope"], "'nope'"), (["--repeats", "0"], "'0'"),
+                                             (["--workloads", "huge"], "'huge'"), (["--frobnicate"], "--frobnicate")])
+def test_bench_usage_errors_of_the_runner_are_one_line_too(argv, value, capfd):
+    assert cli.main(["bench", *argv]) == 2
+    err = capfd.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("jaxopt-ms: error: ") and value in err, err
+    assert "Traceback" not in err
+
+
 def test_python_m_entry_point_and_import_stays_light():
     code = ("import sys, jaxopt_ms; heavy = [m for m in ('jaxopt_ms._demo', 'jaxopt_ms.cli', 'sklearn', 'matplotlib',"
             " 'tqdm') if m in sys.modules]; assert not heavy, heavy")
