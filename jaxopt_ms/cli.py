@@ -307,14 +307,14 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
         inner_args = argparse.Namespace(**{**vars(args), "opt": [], "lr": None})
         inner, _, inner_kwargs = build_optimizer(inner_name, inner_args, total_steps=total_steps,
                                                  steps_per_epoch=steps_per_epoch, param_names=param_names)
-        inner = _construct(inner_name, _factory(inner_name), {**inner_kwargs, **kwargs})
+        inner = _construct(inner_name, _factory(inner_name), {**inner_kwargs, **kwargs}, _flags(args))
         kwargs = {"optimizer": inner, **lars_kwargs}
 
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         raise CliError(f"optimizer '{name}' has no argument(s) {unknown}; its arguments are "
                        f"{[k for k in accepted]}.")
-    optimizer = _construct(name, factory, kwargs)
+    optimizer = _construct(name, factory, kwargs, _flags(args))
 
     multiplier = None
     if args.loss_scale is not None:
@@ -327,12 +327,25 @@ def build_optimizer(name: str, args: argparse.Namespace, *, total_steps: int, st
     return optimizer, multiplier, kwargs
 
 
-def _construct(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """``factory(**kwargs)``; the factory's argument checks (TypeError / ValueError) become usage errors."""
+def _flags(args: argparse.Namespace) -> dict[str, str]:
+    """Optimizer argument -> the flag that set it, for error messages."""
+    given = {"learning_rate": ("--lr", args.lr), "weight_decay": ("--weight-decay", args.weight_decay),
+             "loss_scale": ("--loss-scale", args.loss_scale)}
+    flags = {key: flag for key, (flag, value) in given.items() if value is not None}
+    if args.group_lr or args.group_wd or args.group_gc:
+        flags["param_groups"] = "--group-lr/--group-wd/--group-gc"
+    flags.update({key: f"--opt {key}" for key, _ in args.opt})
+    return flags
+
+
+def _construct(name: str, factory: Callable[..., Any], kwargs: dict[str, Any], flags: dict[str, str]) -> Any:
+    """``factory(**kwargs)``; the factory's argument checks (TypeError / ValueError) become usage errors naming
+    the flag that gave the argument."""
     try:
         return factory(**kwargs)
     except (TypeError, ValueError, KeyError, OverflowError) as e:
-        raise CliError(f"{name}: {e}") from e
+        flag = next((f for key, f in flags.items() if f"'{key}'" in str(e)), None)
+        raise CliError(f"argument {flag}: {e}" if flag else f"{name}: {e}") from e
 
 
 def _optional_module(module_name: str, flag: str) -> Any:
@@ -343,6 +356,10 @@ def _optional_module(module_name: str, flag: str) -> Any:
 
 
 def _format_value(value: Any) -> str:
+    factory = getattr(value, "factory", None)
+    if callable(factory) and isinstance(getattr(value, "arguments", None), dict):  # an optimizer (LARS's inner)
+        shown = ", ".join(f"{k}={_format_value(v)}" for k, v in value.arguments.items())
+        return f"{getattr(factory, '__name__', 'optimizer')}({shown})"
     if callable(value) and not isinstance(value, type):
         return getattr(value, "__name__", type(value).__name__)
     if isinstance(value, list) and len(value) > 4 and all(isinstance(v, (int, float)) for v in value):
@@ -360,7 +377,9 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     from jaxopt_ms._demo import require
 
     tqdm = require("tqdm", "tqdm")
-    return tqdm.tqdm(total=total, desc=f"{desc} (compiling)", unit="step", leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (a log file would collect every redraw)
+    return tqdm.tqdm(total=total, desc=f"{desc} (compiling)", unit="step", leave=False, dynamic_ncols=True,
+                     disable=None)
 
 
 def _say(bar: Any, text: str) -> None:
@@ -423,6 +442,9 @@ def _train_one(name: str, args: argparse.Namespace, data: Any, *, verbose: bool)
     try:  # group selection errors (overlaps, empty groups) surface at init
         optimizer.init(params)
     except (TypeError, ValueError) as e:
+        if "param_groups" in _flags(args):
+            names = ", ".join(jax.tree.leaves(jaxopt_ms.param_names(params)))
+            raise CliError(f"argument {_flags(args)['param_groups']}: {e} (the leaf names: {names})") from e
         raise CliError(f"{name}: {e}") from e
     if verbose:
         shown = ", ".join(f"{k}={_format_value(v)}" for k, v in kwargs.items())
