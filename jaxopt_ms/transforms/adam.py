@@ -83,8 +83,11 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, u
     """MindSpore Adam's direction ``d`` (see the module docstring); state ``ScaleByAdamState``.
 
     ``lazy`` only matters for :class:`~jaxopt_ms.sparse.RowSparse` gradient leaves (LazyAdam's sparse path);
-    ``use_amsgrad`` has no sparse path (``TypeError``, as in MindSpore).
+    ``use_amsgrad`` has no sparse path (``TypeError``, as in MindSpore). With ``use_amsgrad``, ``use_nesterov``
+    is ignored: MindSpore's amsgrad kernel (``ApplyAdamWithAmsgradV2``) has no nesterov input, so ``num = m``.
     """
+    # MindSpore 2.10 nn.Adam: use_amsgrad selects ApplyAdamWithAmsgradV2(use_locking) and drops use_nesterov.
+    use_nesterov = use_nesterov and not use_amsgrad
     b1 = np.float32(beta1)
     b2 = np.float32(beta2)
 
