@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_ms._float32 import rounded
 from jaxopt_ms.validation import (
     check_bool,
     check_non_negative_float,
@@ -56,14 +57,14 @@ def _step(step: jax.typing.ArrayLike) -> jax.Array:
 
 def _split(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     # Veltkamp's split: hi + lo == x exactly, each half with at most 12 significant bits.
-    c = x * _F32(4097.0)
+    c = rounded(x * _F32(4097.0))  # no fused multiply-add: the split needs the rounded product
     hi = c - (c - x)
     return hi, x - hi
 
 
 def _residual(s: jax.Array, q: jax.Array, d: jax.Array) -> jax.Array:
     """``|s - q d|`` with the sign-correct exact residual of Dekker's product (``s`` within 2x of ``q d``)."""
-    p = q * d
+    p = rounded(q * d)
     qh, ql = _split(q)
     dh, dl = _split(d)
     err = ((qh * dh - p) + qh * dl + ql * dh) + ql * dl  # q d == p + err exactly

@@ -25,6 +25,7 @@ from common import ms, ms_params, run_optimizer, save_case
 from mindspore import Tensor, nn
 
 SEED = 20261201
+FAMILY_OUT = "float32"
 SHAPES = {"fc.weight": (3, 4), "fc.bias": (3,), "bn1.gamma": (2,), "bn1.beta": (2,)}
 
 # jaxopt_ms schedule name -> MindSpore class.
@@ -138,7 +139,7 @@ def trajectory_case(name, optimizer, kwargs, steps=8, groups=None, schedule=None
         step.update({k: v for k, v in params0.items() if k not in grouped})
     config = {"optimizer": optimizer, "kwargs": kwargs, "groups": groups, "notes": notes,
               "schedule": None if schedule is None else {"name": schedule[0], "args": schedule[1]}}
-    print(save_case("float32", name, config, params0, grads, traj))
+    print(save_case(FAMILY_OUT, name, config, params0, grads, traj))
 
 
 def ones_case(name, optimizer, kwargs, steps=3, **kw):
@@ -173,7 +174,66 @@ def amsgrad_nesterov_cases() -> None:
                     seed=1)
 
 
+POLY = ("polynomial_decay", dict(learning_rate=0.05, end_learning_rate=0.001, decay_steps=5, power=0.7))
+COSINE = ("cosine_decay", dict(min_lr=0.001, max_lr=0.05, decay_steps=5))
+REST = ["bn1.gamma", "bn1.beta"]
+WEIGHTS = ["fc.weight", "fc.bias"]
+
+
+def hyperparameter_cases() -> None:
+    """Settings where f32(1) - f32(beta) differs from f32(1 - beta): beta2 = 0.9999, beta1 near 1, large eps,
+    weight decay with a loss scale, schedules and quantised group learning rates."""
+    ls = dict(weight_decay=0.01, loss_scale=8.0)
+    ones_case("adam_beta2_9999_ones", "adam", dict(learning_rate=0.1, beta2=0.9999))
+    trajectory_case("adam_beta2_9999", "adam", dict(learning_rate=0.01, beta2=0.9999, eps=1e-3, **ls), grad_scale=8.0)
+    trajectory_case("adam_beta1_near_one_nesterov", "adam", dict(learning_rate=0.01, beta1=0.99999, beta2=0.5,
+                                                                 eps=0.5, use_nesterov=True))
+    trajectory_case("adam_amsgrad_beta2_9999", "adam", dict(learning_rate=0.01, beta1=0.999, beta2=0.9999, eps=1e-2,
+                                                            use_amsgrad=True))
+    trajectory_case("lazy_adam_schedule", "lazy_adam", dict(beta1=0.99, beta2=0.9999, **ls), grad_scale=8.0,
+                    schedule=POLY)
+    trajectory_case("adam_offload_schedule", "adam_offload", dict(beta2=0.9999, eps=0.1, use_nesterov=True, **ls),
+                    grad_scale=8.0, schedule=COSINE)
+    trajectory_case("adam_weight_decay_defaults", "adam_weight_decay", dict(), steps=10)
+    trajectory_case("adam_weight_decay", "adam_weight_decay", dict(learning_rate=0.01, beta1=0.99999, beta2=0.9999,
+                                                                   eps=0.1, weight_decay=0.1))
+    trajectory_case("adam_weight_decay_groups", "adam_weight_decay", dict(learning_rate=0.01, beta2=0.9999,
+                                                                          weight_decay=0.05),
+                    groups=[{"params": WEIGHTS, "lr": "schedule"}, {"params": REST, "lr": 1e-4, "weight_decay": 0.3}],
+                    schedule=COSINE)
+    trajectory_case("ftrl", "ftrl", dict(initial_accum=0.1, learning_rate=0.1, lr_power=-0.7, l2=0.3, **ls),
+                    grad_scale=8.0)
+    trajectory_case("rmsprop_centered", "rmsprop", dict(learning_rate=0.01, decay=0.9999, momentum=0.99999,
+                                                        epsilon=0.5, centered=True, weight_decay=0.01,
+                                                        loss_scale=16.0), grad_scale=16.0)
+    trajectory_case("rmsprop", "rmsprop", dict(learning_rate=0.01, decay=0.9999, momentum=0.9), schedule=POLY)
+    trajectory_case("proximal_adagrad", "proximal_adagrad", dict(accum=0.1, learning_rate=0.1, l1=0.01, l2=0.3, **ls),
+                    grad_scale=8.0)
+    trajectory_case("adagrad", "adagrad", dict(accum=0.1, learning_rate=0.1, weight_decay=0.01, loss_scale=1024.0),
+                    grad_scale=1024.0)
+    trajectory_case("momentum", "momentum", dict(learning_rate=0.1, momentum=0.99999, weight_decay=0.01,
+                                                 loss_scale=1024.0), grad_scale=1024.0)
+    trajectory_case("sgd_dampening", "sgd", dict(learning_rate=0.1, momentum=0.9, dampening=0.3, **ls),
+                    grad_scale=8.0)
+    trajectory_case("sgd_nesterov", "sgd", dict(learning_rate=0.1, momentum=0.999, nesterov=True, weight_decay=0.3))
+    trajectory_case("adafactor", "adafactor", dict(beta1=0.9999, decay_rate=0.8, weight_decay=0.01))
+    trajectory_case("adafactor_fixed_lr", "adafactor", dict(learning_rate=0.05, relative_step=False, beta1=0.99999,
+                                                            decay_rate=0.3, eps=[1e-30, 0.3], clip_threshold=0.7))
+    trajectory_case("adadelta", "adadelta", dict(learning_rate=1.0, rho=0.9999, epsilon=1e-6, **ls), grad_scale=8.0)
+    trajectory_case("adamax", "adamax", dict(learning_rate=0.01, beta1=0.99999, beta2=0.9999, eps=0.5, **ls),
+                    grad_scale=8.0)
+    trajectory_case("asgd", "asgd", dict(learning_rate=0.1, lambd=1e-4, alpha=0.75, t0=3.0, weight_decay=0.01))
+    trajectory_case("asgd_schedule", "asgd", dict(lambd=0.3, alpha=0.6, t0=2.0), schedule=POLY)
+    trajectory_case("rprop", "rprop", dict(learning_rate=0.1, etas=[0.3, 1.7], step_sizes=[1e-3, 0.7],
+                                           weight_decay=0.01))
+    trajectory_case("momentum_groups", "momentum", dict(learning_rate=0.1, momentum=0.9, weight_decay=0.01,
+                                                        loss_scale=3.0),
+                    groups=[{"params": WEIGHTS, "lr": "schedule", "weight_decay": 0.07}, {"params": REST, "lr": 0.03}],
+                    schedule=POLY, grad_scale=3.0)
+
+
 if __name__ == "__main__":
+    hyperparameter_cases()
     schedule_boundary_cases()
     schedule_trajectory_cases()
     amsgrad_nesterov_cases()
