@@ -54,6 +54,7 @@ from jaxopt_ms.transforms.proximal_adagrad import ProximalAdagradState
 from jaxopt_ms.transforms.rprop import RpropState
 from jaxopt_ms.transforms.sgd import ScaleBySgdState
 from jaxopt_ms.transforms.thor import ScaleByThorState
+from jaxopt_ms.transforms.weight_decay import AddDecayedWeightsState
 
 __all__ = ["from_mindspore", "load", "save", "to_mindspore"]
 
@@ -365,6 +366,7 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
     RpropState: dict(prev=_p("prev."), step_size=_p("step_size."), lr=_RECURSE),
     LearningRateState: dict(count=_STEP, learning_rate=_LR),
     LarsState: dict(count=_STEP),
+    AddDecayedWeightsState: dict(count=_STEP),
     optax.ScaleByRmsState: dict(nu=_p("mean_square.")),
     optax.ScaleByRStdDevState: dict(mu=_p("mean_grad."), nu=_p("mean_square.")),
     DynamicLossScaleState: dict(loss_scale=_s("scale_sense", ()), cur_iter=_s("current_iterator_step", ()),
@@ -517,7 +519,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     values = []
     for name, like in zip(flat_names, leaves):
         value = take(name)
-        _check_entry(name, value, np.shape(like), like.dtype, f"the parameter {name!r}")
+        _check_entry(name, value, tuple(like.shape), like.dtype, f"the parameter {name!r}")
         values.append(jnp.asarray(value))
     params = treedef.unflatten(values)
     if fused:
