@@ -161,14 +161,13 @@ def _tensor_array(tag: str, dims: list[int], tensor_type: str, content: bytes) -
         raise ValueError(f"Checkpoint entry {tag!r} has an unknown MindSpore dtype {tensor_type!r}; known: "
                          f"{sorted(_NP_OF_MS)} and 'str'.")
     dtype = _NP_OF_MS[tensor_type].newbyteorder("<")
-    flat = np.frombuffer(content, dtype)
     shape = tuple(int(d) for d in dims)
-    if shape == (0,) and flat.size == 1:
+    if shape == (0,) and len(content) == dtype.itemsize:
         shape = ()  # MindSpore's loader reads dims [0] as a scalar (older writers)
-    if flat.size != int(np.prod(shape, dtype=np.int64)):
-        raise ValueError(f"Checkpoint entry {tag!r}: {flat.size} elements of {tensor_type} for dims {list(dims)}; "
+    if len(content) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"Checkpoint entry {tag!r}: {len(content)} bytes of {tensor_type} for dims {list(dims)}; "
                          "the file is damaged or truncated.")
-    return flat.reshape(shape).astype(_NP_OF_MS[tensor_type])  # native byte order, a writable copy
+    return np.frombuffer(content, dtype).reshape(shape).astype(_NP_OF_MS[tensor_type])  # native byte order, a writable copy
 
 
 def _load_ckpt(path: str) -> dict[str, np.ndarray]:
@@ -288,7 +287,7 @@ def save(path: str | os.PathLike, checkpoint: Mapping[str, Any], format: str | N
         _ms_type(name, arr)
         if fmt == "safetensors" and arr.dtype.kind == "U":
             raise ValueError(f"Entry {name!r} is a str, which safetensors cannot hold; save it in .ckpt format.")
-        arrays[name] = np.ascontiguousarray(arr)
+        arrays[name] = np.array(arr, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
     if fmt == "safetensors":
         try:
             import safetensors.numpy
@@ -332,10 +331,11 @@ class _Field:
     ms: str = ""
     sign: float = 1.0
     ms_shape: tuple | None = None
+    leaf_scalar: bool = False
 
 
-def _p(prefix: str, sign: float = 1.0) -> _Field:
-    return _Field("param", prefix, sign)
+def _p(prefix: str, sign: float = 1.0, leaf_scalar: bool = False) -> _Field:
+    return _Field("param", prefix, sign, leaf_scalar=leaf_scalar)
 
 
 def _s(name: str, ms_shape: tuple | None = None) -> _Field:
@@ -354,7 +354,8 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
     ScaleByAdagradState: dict(accum=_p("accum.")),
     ProximalAdagradState: dict(accum=_p("accum."), lr=_RECURSE),
     FtrlState: dict(moments=_p("moments."), linear=_p("linear."), lr=_RECURSE),
-    ASGDState: dict(eta=_p("eta_"), mu=_p("mu_"), ax=_p("ax_."), lr=_RECURSE),
+    # eta, mu: one scalar per parameter (a fused state repeats it over the leaf's elements)
+    ASGDState: dict(eta=_p("eta_", leaf_scalar=True), mu=_p("mu_", leaf_scalar=True), ax=_p("ax_."), lr=_RECURSE),
     ScaleByAdamaxState: dict(beta1_power=_s("beta1_power", (1,)), moment1=_p("moment1."), moment2=_p("moment2.")),
     ScaleByAdadeltaState: dict(accum=_p("accum."), accum_update=_p("accum_update.")),
     ScaleBySgdState: dict(accum=_p("accum."), stat=_Field("stat", "stat.")),
@@ -378,6 +379,8 @@ _TRACE_MOMENTUM, _TRACE_RMSPROP = _p("moments."), _p("moment.", -1.0)
 _UNSUPPORTED = {
     ScaleByThorState: "THOR's state (its per-layer inverse statistics) has no counterpart in MindSpore's "
                       "checkpoint layout that can be checked on CPU",
+    "fused AdaFactor": "a fused AdaFactor keeps its factored second moments in a per-buffer layout; convert with "
+                       "the per-leaf optimizer",
     MasterWeightsState: "master_weights keeps float32 copies MindSpore's checkpoints do not separate from the "
                         "parameters",
 }
@@ -414,6 +417,8 @@ def _walk(node: Any, fn: Callable[[_Field, Any, str], Any], where: str, rmsprop:
         raise ValueError(f"mindspore_checkpoint: {type(node).__name__} is not supported: "
                          f"{_UNSUPPORTED[type(node)]}.")
     if _is_namedtuple(node):
+        if isinstance(node, AdaFactorState) and isinstance(node.exp_avg_sq_row, FlatParams):
+            raise ValueError(f"mindspore_checkpoint: {_UNSUPPORTED['fused AdaFactor']}.")
         table = _FIELDS.get(type(node))
         if table is None and isinstance(node, optax.TraceState):
             table = {"trace": _TRACE_RMSPROP if rmsprop else _TRACE_MOMENTUM}
@@ -432,6 +437,11 @@ def _walk(node: Any, fn: Callable[[_Field, Any, str], Any], where: str, rmsprop:
         return node
     raise ValueError(f"mindspore_checkpoint: the state field {where or 'state'} (type {type(node).__name__}) has no "
                      "MindSpore counterpart in this module's table.")
+
+
+def _first(flat: FlatParams, buffer: int) -> Any:
+    """The first leaf slot of ``buffer``."""
+    return flat.layout.leaves[flat.layout.buffers[buffer].leaves[0]]
 
 
 def _per_param(tree: Any) -> list[tuple[str, Any]]:
@@ -481,7 +491,8 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
             wrapper of :mod:`jaxopt_ms.loss_scale`).
         checkpoint: ``{name: array}`` (e.g. from :func:`load`) or a checkpoint file's path.
         params_like: the parameter pytree (arrays or ``jax.ShapeDtypeStruct``) whose leaf names
-            (:func:`jaxopt_ms.param_names`) are MindSpore's parameter names.
+            (:func:`jaxopt_ms.param_names`) are MindSpore's parameter names; or, for a fused optimizer inside a
+            wrapper (``dynamic_loss_scale(fuse(...))``), the ``FlatParams`` from ``fused.flatten(params)``.
         ignore: checkpoint names to leave unread (e.g. BatchNorm moving statistics kept outside ``params``).
     Returns:
         ``(params, state)``: ``params`` with the structure of ``params_like`` (a fused optimizer: its
@@ -513,17 +524,26 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         used.add(name)
         return ckpt[name]
 
-    names = param_names(params_like)
-    flat_names, treedef = jax.tree.flatten(names)
-    leaves = treedef.flatten_up_to(params_like)
-    values = []
-    for name, like in zip(flat_names, leaves):
-        value = take(name)
-        _check_entry(name, value, tuple(like.shape), like.dtype, f"the parameter {name!r}")
-        values.append(jnp.asarray(value))
-    params = treedef.unflatten(values)
-    if fused:
-        params = optimizer.flatten(params)
+    if isinstance(params_like, FlatParams):  # packed by a fused optimizer that a wrapper hides
+        layout = params_like.layout
+        flat_names = [slot.name for slot in layout.leaves]
+        buffers = [np.zeros(b.shape, b.dtype) for b in params_like.buffers]  # flatten pads with zeros
+        for slot in layout.leaves:
+            value = take(slot.name)
+            _check_entry(slot.name, value, slot.shape, slot.dtype, f"the parameter {slot.name!r}")
+            buffers[slot.buffer][slot.offset:slot.offset + slot.size] = value.reshape(-1)
+        params = FlatParams(tuple(jnp.asarray(b) for b in buffers), layout)
+    else:
+        names = param_names(params_like)
+        flat_names, treedef = jax.tree.flatten(names)
+        values = []
+        for name, like in zip(flat_names, treedef.flatten_up_to(params_like)):
+            value = take(name)
+            _check_entry(name, value, tuple(like.shape), like.dtype, f"the parameter {name!r}")
+            values.append(jnp.asarray(value))
+        params = treedef.unflatten(values)
+        if fused:
+            params = optimizer.flatten(params)
     state0 = optimizer.init(params)
     rmsprop = _contains(state0, (optax.ScaleByRmsState, optax.ScaleByRStdDevState))
     has_step = []
@@ -565,13 +585,24 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
             return jnp.asarray(found.pop(), value.dtype)
         # per-parameter arrays
         if isinstance(value, FlatParams):
-            buffers = [np.array(b) for b in value.buffers]
+            buffers = [b if isinstance(b, optax.MaskedNode) else np.array(b) for b in value.buffers]
             for slot in value.layout.leaves:
+                buf = buffers[slot.buffer]
+                if isinstance(buf, optax.MaskedNode):
+                    continue  # a buffer of another parameter group
                 name = field.ms + slot.name
                 got = take(name)
-                _check_entry(name, got, slot.shape, buffers[slot.buffer].dtype, f"the state field {where}")
-                buffers[slot.buffer][slot.offset:slot.offset + slot.size] = got.reshape(-1) * field.sign
-            return FlatParams(tuple(jnp.asarray(b) for b in buffers), value.layout)
+                _check_entry(name, got, () if field.leaf_scalar else slot.shape, buf.dtype, f"the state field {where}")
+                got = got * np.asarray(field.sign, buf.dtype)
+                if buf.ndim == 0:  # one value for the whole buffer (ASGD's eta, mu): every leaf must agree
+                    first = buffers[slot.buffer] = np.array(got) if slot is _first(value, slot.buffer) else buf
+                    if got != first:
+                        raise ValueError(f"Checkpoint entry {name!r} ({got}) differs from the other parameters' "
+                                         f"({first}), which the fused state holds as one value.")
+                    continue
+                buf[slot.offset:slot.offset + slot.size] = got.reshape(-1)
+            return FlatParams(tuple(b if isinstance(b, optax.MaskedNode) else jnp.asarray(b) for b in buffers),
+                              value.layout)
 
         def one(path, leaf):
             name = field.ms + path_name(path)
@@ -603,9 +634,9 @@ def to_mindspore(optimizer: optax.GradientTransformation, params: Any, state: An
     Raises:
         ValueError: an optimizer whose state has no MindSpore form (THOR, master weights).
     """
-    optimizer, fused = _unwrap(optimizer)
+    optimizer, _ = _unwrap(optimizer)
     out: dict[str, np.ndarray] = {}
-    tree = _flat_unflatten(params) if fused else params
+    tree = _flat_unflatten(params)
     names = param_names(tree)
     for name, leaf in zip(jax.tree.leaves(names), jax.tree.leaves(tree)):
         out[name] = np.asarray(leaf)
@@ -627,8 +658,11 @@ def to_mindspore(optimizer: optax.GradientTransformation, params: Any, state: An
         elif field.kind == "param":
             if isinstance(value, FlatParams):
                 for slot in value.layout.leaves:
+                    if isinstance(value.buffers[slot.buffer], optax.MaskedNode):
+                        continue
                     buf = np.asarray(value.buffers[slot.buffer])
-                    arr = buf[slot.offset:slot.offset + slot.size].reshape(slot.shape)
+                    arr = buf.reshape(1) if buf.ndim == 0 else buf[slot.offset:slot.offset + slot.size]
+                    arr = arr[0] if field.leaf_scalar else arr.reshape(slot.shape)
                     out[field.ms + slot.name] = arr * np.asarray(field.sign, arr.dtype) if field.sign != 1.0 else arr
             else:
                 for n, arr in _per_param(value):
