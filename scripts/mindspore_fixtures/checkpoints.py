@@ -84,6 +84,15 @@ def save_both(cell, case: str) -> None:
         os.chmod(path, 0o644)  # MindSpore leaves its files read-only
 
 
+def scaled_step(cell, opt, grads) -> None:
+    """``TrainOneStepWithLossScaleCell``'s step on scaled gradients, from its MindSpore pieces (reference §6)."""
+    unscaled = tuple(g * Tensor(np.float32(1.0 / cell.scale_sense.asnumpy())) for g in grads)
+    overflow = not bool(amp.all_finite(unscaled).asnumpy())
+    cell.loss_scaling_manager(cell.scale_sense, Tensor(overflow))
+    if not overflow:
+        opt(unscaled)
+
+
 def case(name: str, make_opt, config: dict, groups=None, seed: int = 0, steps: int = K, loss_scale=None) -> None:
     """``make_opt(params)`` -> the MindSpore optimizer; ``config``: the jaxopt_ms side (see the tests)."""
     rng = np.random.RandomState(seed)
@@ -91,7 +100,7 @@ def case(name: str, make_opt, config: dict, groups=None, seed: int = 0, steps: i
     data = batches(rng, 2 * steps)
     net = Net(weights)
     loss_net = nn.WithLossCell(net, nn.MSELoss())
-    opt = make_opt(ms_groups(groups, net.trainable_params()))
+    opt = make_opt(net.trainable_params())  # make_opt forms MindSpore's groups itself
     names = [p.name for p in opt._parameters]
     losses, grads_out, params_out = [], [], []
     if loss_scale is None:
@@ -118,11 +127,7 @@ def case(name: str, make_opt, config: dict, groups=None, seed: int = 0, steps: i
             if k in loss_scale["overflow_at"]:
                 grads = tuple(g * Tensor(np.float32(np.inf)) if i == 0 else g for i, g in enumerate(grads))
             scale = cell.scale_sense.asnumpy()
-            unscaled = tuple(g * Tensor(np.float32(1.0 / scale)) for g in grads)
-            overflow = not bool(amp.all_finite(unscaled).asnumpy())
-            update(cell.scale_sense, Tensor(overflow))
-            if not overflow:
-                opt(unscaled)
+            scaled_step(cell, opt, grads)
             losses.append(float(loss.asnumpy() / scale))
             if k == steps - 1:
                 save_both(cell, name)
@@ -178,47 +183,60 @@ def dtypes() -> None:
                      if hasattr(v, "dtype")})
 
 
-def main() -> None:
-    os.makedirs(FOLDER, exist_ok=True)
+def _cases() -> list[tuple]:
+    """``(name, make MindSpore optimizer, jaxopt_ms config, extra case() arguments)`` of every resumed run."""
     c = lambda opt, **kw: {"optimizer": opt, "kwargs": kw}  # noqa: E731
-    case("sgd", lambda p: nn.SGD(p, 0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
-         c("sgd", learning_rate=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01))
-    case("momentum", lambda p: nn.Momentum(p, 0.1, 0.9, weight_decay=0.01),
-         c("momentum", learning_rate=0.1, momentum=0.9, weight_decay=0.01))
     lrs = [0.1, 0.09, 0.08, 0.07, 0.06, 0.05]
-    case("momentum_lr_list", lambda p: nn.Momentum(p, lrs, 0.9), c("momentum", learning_rate=lrs, momentum=0.9))
-    case("adam", lambda p: nn.Adam(p, 0.01, eps=1e-3, weight_decay=0.01),
-         c("adam", learning_rate=0.01, eps=1e-3, weight_decay=0.01))
-    case("adam_amsgrad", lambda p: nn.Adam(p, 0.01, use_amsgrad=True), c("adam", learning_rate=0.01, use_amsgrad=True))
-    case("adam_nesterov", lambda p: nn.Adam(p, 0.01, use_nesterov=True, loss_scale=4.0),
-         c("adam", learning_rate=0.01, use_nesterov=True, loss_scale=4.0))
-    case("adam_schedule", lambda p: nn.Adam(p, nn.ExponentialDecayLR(0.05, 0.7, 2)),
-         dict(c("adam"), schedule=["exponential_decay", [0.05, 0.7, 2]]))
     groups = [{"params": ["fc1.weight", "fc1.bias"], "lr": [0.05, 0.04, 0.03, 0.02, 0.01, 0.005],
                "weight_decay": 0.01}, {"params": ["fc2.weight", "fc2.bias"]}]
-    case("adam_groups", lambda p: nn.Adam(p, 0.01), c("adam", learning_rate=0.01), groups=groups)
-    case("lazy_adam", lambda p: nn.LazyAdam(p, 0.01), c("lazy_adam", learning_rate=0.01))
-    case("adam_offload", lambda p: nn.AdamOffload(p, 0.01), c("adam_offload", learning_rate=0.01))
-    case("adam_weight_decay", lambda p: nn.AdamWeightDecay(p, 0.01, weight_decay=0.01),
-         c("adam_weight_decay", learning_rate=0.01, weight_decay=0.01))
-    case("ftrl", lambda p: nn.FTRL(p, learning_rate=0.05, l2=0.01), c("ftrl", learning_rate=0.05, l2=0.01))
-    case("rmsprop", lambda p: nn.RMSProp(p, 0.01), c("rmsprop", learning_rate=0.01))
-    case("rmsprop_centered", lambda p: nn.RMSProp(p, 0.01, momentum=0.5, centered=True),
-         c("rmsprop", learning_rate=0.01, momentum=0.5, centered=True))
-    case("proximal_adagrad", lambda p: nn.ProximalAdagrad(p, learning_rate=0.05, l2=0.01),
-         c("proximal_adagrad", learning_rate=0.05, l2=0.01))
-    case("adagrad", lambda p: nn.Adagrad(p, learning_rate=0.05), c("adagrad", learning_rate=0.05))
-    case("adafactor", lambda p: nn.AdaFactor(p), c("adafactor"))
-    case("adadelta", lambda p: nn.Adadelta(p, learning_rate=0.5), c("adadelta", learning_rate=0.5))
-    case("adamax", lambda p: nn.AdaMax(p, 0.01), c("adamax", learning_rate=0.01))
-    case("asgd", lambda p: nn.ASGD(p, 0.05, t0=2.0), c("asgd", learning_rate=0.05, t0=2.0))
-    case("rprop", lambda p: nn.Rprop(p, 0.01), c("rprop", learning_rate=0.01))
-    case("adam_dynamic_loss_scale", lambda p: nn.Adam(p, 0.01),
+    scale = {"ms": dict(loss_scale_value=1024.0, scale_factor=2, scale_window=2), "overflow_at": [1, 4]}
+    return [
+        ("sgd", lambda p: nn.SGD(p, 0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+         c("sgd", learning_rate=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01), {}),
+        ("momentum", lambda p: nn.Momentum(p, 0.1, 0.9, weight_decay=0.01),
+         c("momentum", learning_rate=0.1, momentum=0.9, weight_decay=0.01), {}),
+        ("momentum_lr_list", lambda p: nn.Momentum(p, lrs, 0.9), c("momentum", learning_rate=lrs, momentum=0.9), {}),
+        ("adam", lambda p: nn.Adam(p, 0.01, eps=1e-3, weight_decay=0.01),
+         c("adam", learning_rate=0.01, eps=1e-3, weight_decay=0.01), {}),
+        ("adam_amsgrad", lambda p: nn.Adam(p, 0.01, use_amsgrad=True), c("adam", learning_rate=0.01, use_amsgrad=True),
+         {}),
+        ("adam_nesterov", lambda p: nn.Adam(p, 0.01, use_nesterov=True, loss_scale=4.0),
+         c("adam", learning_rate=0.01, use_nesterov=True, loss_scale=4.0), {}),
+        ("adam_schedule", lambda p: nn.Adam(p, nn.ExponentialDecayLR(0.05, 0.7, 2)),
+         dict(c("adam"), schedule=["exponential_decay", [0.05, 0.7, 2]]), {}),
+        ("adam_groups", lambda p: nn.Adam(ms_groups(groups, p), 0.01), c("adam", learning_rate=0.01),
+         {"groups": groups}),
+        ("lazy_adam", lambda p: nn.LazyAdam(p, 0.01), c("lazy_adam", learning_rate=0.01), {}),
+        ("adam_offload", lambda p: nn.AdamOffload(p, 0.01), c("adam_offload", learning_rate=0.01), {}),
+        ("adam_weight_decay", lambda p: nn.AdamWeightDecay(p, 0.01, weight_decay=0.01),
+         c("adam_weight_decay", learning_rate=0.01, weight_decay=0.01), {}),
+        ("ftrl", lambda p: nn.FTRL(p, learning_rate=0.05, l2=0.01), c("ftrl", learning_rate=0.05, l2=0.01), {}),
+        ("rmsprop", lambda p: nn.RMSProp(p, 0.01), c("rmsprop", learning_rate=0.01), {}),
+        ("rmsprop_centered", lambda p: nn.RMSProp(p, 0.01, momentum=0.5, centered=True),
+         c("rmsprop", learning_rate=0.01, momentum=0.5, centered=True), {}),
+        ("proximal_adagrad", lambda p: nn.ProximalAdagrad(p, learning_rate=0.05, l2=0.01),
+         c("proximal_adagrad", learning_rate=0.05, l2=0.01), {}),
+        ("adagrad", lambda p: nn.Adagrad(p, learning_rate=0.05), c("adagrad", learning_rate=0.05), {}),
+        ("adafactor", lambda p: nn.AdaFactor(p), c("adafactor"), {}),
+        ("adadelta", lambda p: nn.Adadelta(p, learning_rate=0.5), c("adadelta", learning_rate=0.5), {}),
+        ("adamax", lambda p: nn.AdaMax(p, 0.01), c("adamax", learning_rate=0.01), {}),
+        ("asgd", lambda p: nn.ASGD(p, 0.05, t0=2.0), c("asgd", learning_rate=0.05, t0=2.0), {}),
+        ("rprop", lambda p: nn.Rprop(p, 0.01), c("rprop", learning_rate=0.01), {}),
+        ("adam_dynamic_loss_scale", lambda p: nn.Adam(p, 0.01),
          dict(c("adam", learning_rate=0.01), dynamic_loss_scale=dict(init_loss_scale=1024.0, scale_factor=2,
-                                                                      scale_window=2)),
-         loss_scale={"ms": dict(loss_scale_value=1024.0, scale_factor=2, scale_window=2), "overflow_at": [1, 4]})
-    case("notebook", lambda p: nn.Momentum(p, 0.05, 0.9), c("momentum", learning_rate=0.05, momentum=0.9), seed=1,
-         steps=20)
+                                                                      scale_window=2)), {"loss_scale": scale}),
+    ]
+
+
+MS_CASES = {name: (make, extra) for name, make, _, extra in _cases()}
+
+
+def main() -> None:
+    os.makedirs(FOLDER, exist_ok=True)
+    for name, make, config, extra in _cases():
+        case(name, make, config, **extra)
+    case("notebook", lambda p: nn.Momentum(p, 0.05, 0.9), {"optimizer": "momentum",
+         "kwargs": {"learning_rate": 0.05, "momentum": 0.9}}, seed=1, steps=20)
     init_only("lamb_init", lambda p: nn.Lamb(p, 0.01))
     init_only("lars_init", lambda p: nn.LARS(nn.Momentum(p, 0.1, 0.9)))
     dtypes()
