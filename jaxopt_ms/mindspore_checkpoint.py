@@ -31,7 +31,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 import optax
 
@@ -39,12 +38,12 @@ from jaxopt_ms._flat import FlatParams
 from jaxopt_ms.fused import FusedOptimizer
 from jaxopt_ms.loss_scale import DynamicLossScaleState, FixedLossScaleState, MasterWeightsState
 from jaxopt_ms.names import param_names, path_name
+from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.adafactor import AdaFactorState, ScaleByFactoredRmsState
 from jaxopt_ms.transforms.adagrad import ScaleByAdagradState
 from jaxopt_ms.transforms.adam import ScaleByAdamState
 from jaxopt_ms.transforms.adam_weight_decay import ScaleByAdamWeightDecayState
 from jaxopt_ms.transforms.adamax import ScaleByAdamaxState
-from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.asgd import ASGDState
 from jaxopt_ms.transforms.ftrl import FtrlState
 from jaxopt_ms.transforms.lamb import ScaleByLambState
@@ -64,12 +63,12 @@ __all__ = ["from_mindspore", "load", "save", "to_mindspore"]
 # standard layouts, so they are read too.
 _NP_OF_MS = {
     "Float16": np.dtype(np.float16), "Float32": np.dtype(np.float32), "Float64": np.dtype(np.float64),
-    "BFloat16": np.dtype(ml_dtypes.bfloat16),
+    "BFloat16": np.dtype(jnp.bfloat16),
     "Int8": np.dtype(np.int8), "Int16": np.dtype(np.int16), "Int32": np.dtype(np.int32), "Int64": np.dtype(np.int64),
     "UInt8": np.dtype(np.uint8), "UInt16": np.dtype(np.uint16), "UInt32": np.dtype(np.uint32),
     "UInt64": np.dtype(np.uint64), "Bool": np.dtype(np.bool_),
     "Complex64": np.dtype(np.complex64), "Complex128": np.dtype(np.complex128),
-    "Float8E4M3FN": np.dtype(ml_dtypes.float8_e4m3fn), "Float8E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "Float8E4M3FN": np.dtype(jnp.float8_e4m3fn), "Float8E5M2": np.dtype(jnp.float8_e5m2),
 }
 # Types a checkpoint can name that have no numpy layout: refused with the reason.
 _REFUSED = {
@@ -78,8 +77,8 @@ _REFUSED = {
 }
 _MS_OF_NP = {v: k for k, v in _NP_OF_MS.items()}
 # safetensors dtype strings the numpy API lacks (bfloat16, float8): read through the package's deserialize.
-_NP_OF_SAFETENSORS_EXTRA = {"BF16": np.dtype(ml_dtypes.bfloat16), "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-                            "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2)}
+_NP_OF_SAFETENSORS_EXTRA = {"BF16": np.dtype(jnp.bfloat16), "F8_E4M3": np.dtype(jnp.float8_e4m3fn),
+                            "F8_E5M2": np.dtype(jnp.float8_e5m2)}
 # MindSpore writes a tensor in pieces of at most 512 MiB (serialization.SLICE_SIZE): protobuf messages are
 # limited to 2 GiB, and its loader joins consecutive values with the same tag.
 _CHUNK_BYTES = 512 * 1024 * 1024
@@ -167,7 +166,8 @@ def _tensor_array(tag: str, dims: list[int], tensor_type: str, content: bytes) -
     if len(content) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
         raise ValueError(f"Checkpoint entry {tag!r}: {len(content)} bytes of {tensor_type} for dims {list(dims)}; "
                          "the file is damaged or truncated.")
-    return np.frombuffer(content, dtype).reshape(shape).astype(_NP_OF_MS[tensor_type])  # native byte order, a writable copy
+    # astype: native byte order and a writable copy
+    return np.frombuffer(content, dtype).reshape(shape).astype(_NP_OF_MS[tensor_type])
 
 
 def _load_ckpt(path: str) -> dict[str, np.ndarray]:

@@ -49,8 +49,9 @@ class Net(nn.Cell):
 
 
 def initial_weights(rng) -> dict:
-    return {"fc1.weight": (0.5 * rng.randn(8, 6)).astype(np.float32), "fc1.bias": (0.1 * rng.randn(8)).astype(np.float32),
-            "fc2.weight": (0.5 * rng.randn(3, 8)).astype(np.float32), "fc2.bias": (0.1 * rng.randn(3)).astype(np.float32)}
+    scales = {"fc1.weight": ((8, 6), 0.5), "fc1.bias": ((8,), 0.1),
+              "fc2.weight": ((3, 8), 0.5), "fc2.bias": ((3,), 0.1)}
+    return {n: (s * rng.randn(*shape)).astype(np.float32) for n, (shape, s) in scales.items()}
 
 
 def batches(rng, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
