@@ -558,7 +558,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         # step - 1 and advance it by one update (its other results are overwritten from the checkpoint below).
         before = _walk(state0, lambda f, v, w: jnp.asarray(step - 1, v.dtype) if f.kind == "step" else v, "", rmsprop)
         zeros = jax.tree.map(jnp.zeros_like, params)
-        _, template = optimizer.update(zeros, before, params)
+        _, template = jax.jit(optimizer.update)(zeros, before, params)  # one compile; eager costs one per op
     else:
         template = state0
     if "afactor_step" in ckpt and step is not None:
