@@ -388,6 +388,24 @@ _UNSUPPORTED = {
 _HYPERPARAMETER = re.compile(r"^(learning_rate(_group_\d+)?|momentum|fake_lr|fake_param|afactor_step)$")
 
 
+def _unread_state(ckpt: dict, state: Any, rmsprop: bool, names: set[str]) -> set[str]:
+    """MindSpore state entries that cannot affect the next step, where jaxopt_ms keeps no counterpart.
+
+    RMSProp without momentum overwrites ``moment`` every step; SGD without momentum (``momentum`` 0) never reads
+    ``accum`` and ``stat``; a ``Parameter$<n>`` of size <= 1 is MindSpore's anonymous placeholder (AdaFactor's
+    ``exp_avg`` when ``beta1=None``).
+    """
+    out = {k for k in ckpt if re.fullmatch(r"Parameter\$\d+", k) and ckpt[k].size <= 1}
+    if rmsprop and not _contains(state, (optax.TraceState,)):
+        out |= {f"moment.{n}" for n in names}
+    momentum = ckpt.get("momentum")
+    no_momentum = momentum is not None and momentum.size == 1 and float(momentum.reshape(())) == 0.0
+    if no_momentum and not _contains(state, (ScaleBySgdState,)):
+        out |= {f"{prefix}{n}" for n in names for prefix in ("accum.", "stat.")
+                if f"accum.{n}" not in ckpt or not np.any(ckpt[f"accum.{n}"])}
+    return out
+
+
 def _is_namedtuple(x: Any) -> bool:
     return isinstance(x, tuple) and hasattr(x, "_fields")
 
@@ -614,8 +632,9 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     state = _walk(template, fill, "", rmsprop)
     if step is not None:
         used.add("global_step")
+    unread = _unread_state(ckpt, state, rmsprop, set(flat_names))
     left = [k for k in ckpt if k not in used and k not in ignored and not _HYPERPARAMETER.match(k)
-            and not (rmsprop and not _contains(state, (optax.TraceState,)) and k.startswith("moment."))]
+            and k not in unread]
     if left:
         raise ValueError(f"Checkpoint entries map nowhere (not a leaf of params_like, not this optimizer's state): "
                          f"{left[:10]}{' ...' if len(left) > 10 else ''}; pass ignore=[...] to leave them out.")

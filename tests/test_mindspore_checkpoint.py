@@ -34,7 +34,8 @@ FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "c
 NAMES = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
 SHAPES = {"fc1.weight": (8, 6), "fc1.bias": (8,), "fc2.weight": (3, 8), "fc2.bias": (3,)}
 CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(FOLDER, "*.npz")) if "notebook" not in p)
-FUSED_CASES = [c for c in CASES if c != "adafactor"]  # refused, see test_error_unsupported_optimizers_and_types
+# fused AdaFactor is refused (test_error_unsupported_optimizers_and_types)
+FUSED_CASES = [c for c in CASES if not c.startswith("adafactor")]
 
 
 def like(nested: bool = False):
@@ -62,6 +63,8 @@ def build(config: dict):
     opt = getattr(jaxopt_ms, config["optimizer"])(**kwargs, param_groups=config.get("groups"))
     if "dynamic_loss_scale" in config:
         opt = jaxopt_ms.loss_scale.dynamic_loss_scale(opt, **config["dynamic_loss_scale"])
+    if "fixed_loss_scale" in config:
+        opt = jaxopt_ms.loss_scale.fixed_loss_scale(opt, **config["fixed_loss_scale"])
     return opt
 
 
@@ -78,9 +81,14 @@ def jitted_step(opt):
 def fused(config: dict):
     """``(optimizer, fused inner optimizer, params_like)``: a loss-scale wrapper goes around the fused optimizer."""
     plain = dict(config)
-    wrap = plain.pop("dynamic_loss_scale", None)
+    dynamic, fixed = plain.pop("dynamic_loss_scale", None), plain.pop("fixed_loss_scale", None)
     inner = jaxopt_ms.fused.fuse(build(plain), own_buffer_from=None)
-    opt = jaxopt_ms.loss_scale.dynamic_loss_scale(inner, **wrap) if wrap else inner
+    opt = inner
+    if dynamic:
+        opt = jaxopt_ms.loss_scale.dynamic_loss_scale(inner, **dynamic)
+    if fixed:
+        opt = jaxopt_ms.loss_scale.fixed_loss_scale(inner, **fixed)
+    wrap = dynamic or fixed
     flat_like = inner.flatten({n: jnp.zeros(s, jnp.float32) for n, s in SHAPES.items()}) if wrap else like()
     return opt, inner, flat_like
 

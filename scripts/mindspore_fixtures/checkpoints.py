@@ -89,7 +89,8 @@ def scaled_step(cell, opt, grads) -> None:
     """``TrainOneStepWithLossScaleCell``'s step on scaled gradients, from its MindSpore pieces (reference §6)."""
     unscaled = tuple(g * Tensor(np.float32(1.0 / cell.scale_sense.asnumpy())) for g in grads)
     overflow = not bool(amp.all_finite(unscaled).asnumpy())
-    cell.loss_scaling_manager(cell.scale_sense, Tensor(overflow))
+    if cell.loss_scaling_manager is not None:  # a dynamic scale; a fixed one (a Tensor sense) stays
+        cell.loss_scaling_manager(cell.scale_sense, Tensor(overflow))
     if not overflow:
         opt(unscaled)
 
@@ -119,8 +120,9 @@ def case(name: str, make_opt, config: dict, groups=None, seed: int = 0, steps: i
             grads_out.append({n: g.asnumpy() for n, g in zip(names, grads)})
             params_out.append({p.name: p.asnumpy().copy() for p in net.trainable_params()})
     else:
-        update = nn.DynamicLossScaleUpdateCell(**loss_scale["ms"])
-        cell = nn.TrainOneStepWithLossScaleCell(loss_net, opt, scale_sense=update)
+        sense = (nn.DynamicLossScaleUpdateCell(**loss_scale["ms"]) if "ms" in loss_scale
+                 else Tensor(np.float32(loss_scale["fixed"])))
+        cell = nn.TrainOneStepWithLossScaleCell(loss_net, opt, scale_sense=sense)
         scaled = lambda x, y: loss_net(x, y) * cell.scale_sense  # noqa: E731
         grad_fn = ms.value_and_grad(scaled, None, opt.parameters)
         for k, (x, y) in enumerate(data):
@@ -223,6 +225,14 @@ def _cases() -> list[tuple]:
         ("adamax", lambda p: nn.AdaMax(p, 0.01), c("adamax", learning_rate=0.01), {}),
         ("asgd", lambda p: nn.ASGD(p, 0.05, t0=2.0), c("asgd", learning_rate=0.05, t0=2.0), {}),
         ("rprop", lambda p: nn.Rprop(p, 0.01), c("rprop", learning_rate=0.01), {}),
+        ("sgd_no_momentum", lambda p: nn.SGD(p, 0.1), c("sgd", learning_rate=0.1), {}),
+        ("adafactor_no_beta1", lambda p: nn.AdaFactor(p, beta1=None), c("adafactor", beta1=None), {}),
+        ("adafactor_fixed_lr", lambda p: nn.AdaFactor(p, learning_rate=0.01, relative_step=False,
+                                                       scale_parameter=False),
+         c("adafactor", learning_rate=0.01, relative_step=False, scale_parameter=False), {}),
+        ("adam_fixed_loss_scale", lambda p: nn.Adam(p, 0.01),
+         dict(c("adam", learning_rate=0.01), fixed_loss_scale=dict(loss_scale=128.0)),
+         {"loss_scale": {"fixed": 128.0, "overflow_at": [4]}}),
         ("adam_dynamic_loss_scale", lambda p: nn.Adam(p, 0.01),
          dict(c("adam", learning_rate=0.01), dynamic_loss_scale=dict(init_loss_scale=1024.0, scale_factor=2,
                                                                       scale_window=2)), {"loss_scale": scale}),
