@@ -26,6 +26,7 @@ import binascii
 import dataclasses
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -388,6 +389,25 @@ _UNSUPPORTED = {
 _HYPERPARAMETER = re.compile(r"^(learning_rate(_group_\d+)?|momentum|fake_lr|fake_param|afactor_step)$")
 
 
+def _check_learning_rate(ckpt: dict, state: Any, step: int | None) -> None:
+    """Without parameter groups, MindSpore's saved ``learning_rate`` (a value, or the per-step list at
+    ``global_step``) must be the rate the jaxopt_ms optimizer's next update uses: a run whose rate was changed
+    in MindSpore would otherwise continue with another one. (AdaFactor's saved rate is unused with
+    ``relative_step``; schedules save none.)"""
+    lr_states: list = []
+    _walk(state, lambda f, v, w: lr_states.append(v) if f.kind == "lr" else v, "", False)
+    saved = ckpt.get("learning_rate")
+    if saved is None or len(lr_states) != 1 or any(k.startswith("learning_rate_group_") for k in ckpt) \
+            or _contains(state, (AdaFactorState,)) or saved.ndim > 1:
+        return
+    want = np.float32(saved.reshape(-1)[min(step or 0, saved.size - 1)] if saved.ndim == 1 else saved)
+    have = np.float32(lr_states[0])
+    if want != have:
+        raise ValueError(f"The checkpoint's learning rate for the next step is {want} ('learning_rate' at "
+                         f"global_step {step}), but the optimizer's is {have}: build it with MindSpore's "
+                         "learning_rate (or change it with jaxopt_ms.set_lr).")
+
+
 def _unread_state(ckpt: dict, state: Any, rmsprop: bool, names: set[str]) -> set[str]:
     """MindSpore state entries that cannot affect the next step, where jaxopt_ms keeps no counterpart.
 
@@ -468,6 +488,17 @@ def _per_param(tree: Any) -> list[tuple[str, Any]]:
         return [(slot.name, slot) for slot in tree.layout.leaves]
     pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
     return [(path_name(path), leaf) for path, leaf in pairs]
+
+
+_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _jitted_update(optimizer: optax.GradientTransformation) -> Callable:
+    """``jax.jit(optimizer.update)``, kept per optimizer (one compile; eager execution costs one per op)."""
+    update = optimizer.update
+    if update not in _JITTED:
+        _JITTED[update] = jax.jit(update)
+    return _JITTED[update]
 
 
 def _unwrap(optimizer: Any) -> tuple[Any, bool]:
@@ -576,7 +607,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         # step - 1 and advance it by one update (its other results are overwritten from the checkpoint below).
         before = _walk(state0, lambda f, v, w: jnp.asarray(step - 1, v.dtype) if f.kind == "step" else v, "", rmsprop)
         zeros = jax.tree.map(jnp.zeros_like, params)
-        _, template = jax.jit(optimizer.update)(zeros, before, params)  # one compile; eager costs one per op
+        _, template = _jitted_update(optimizer)(zeros, before, params)
     else:
         template = state0
     if "afactor_step" in ckpt and step is not None:
@@ -630,6 +661,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         return jax.tree_util.tree_map_with_path(one, value)
 
     state = _walk(template, fill, "", rmsprop)
+    _check_learning_rate(ckpt, state, step)
     if step is not None:
         used.add("global_step")
     unread = _unread_state(ckpt, state, rmsprop, set(flat_names))

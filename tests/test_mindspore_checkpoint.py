@@ -501,3 +501,13 @@ def test_saved_checkpoints_continue_in_mindspore(fmt, tmp_path):
         for k, (got, ours) in enumerate(zip(result[case]["traj"], want[case])):
             for n in NAMES:
                 close(got[n], ours[n], f"MindSpore after {case}.{fmt} step {k} {n}")
+
+
+def test_error_learning_rate_differs_from_mindspores():
+    with pytest.raises(ValueError, match=r"learning rate.*0\.01.*0\.02"):
+        msc.from_mindspore(jaxopt_ms.adam(0.02, eps=1e-3, weight_decay=0.01), _adam_ckpt(), like())
+    lrs = [0.1, 0.09, 0.08, 0.07, 0.06, 0.05]
+    ckpt = msc.load(os.path.join(FOLDER, "momentum_lr_list.ckpt"))
+    msc.from_mindspore(jaxopt_ms.momentum(lrs, 0.9), ckpt, like())
+    with pytest.raises(ValueError, match="global_step 3"):
+        msc.from_mindspore(jaxopt_ms.momentum(lrs[1:], 0.9), ckpt, like())
