@@ -403,8 +403,8 @@ def _check_learning_rate(ckpt: dict, state: Any, step: int | None) -> None:
     want = np.float32(saved.reshape(-1)[min(step or 0, saved.size - 1)] if saved.ndim == 1 else saved)
     have = np.float32(lr_states[0])
     if want != have:
-        raise ValueError(f"The checkpoint's learning rate for the next step is {want} ('learning_rate' at "
-                         f"global_step {step}), but the optimizer's is {have}: build it with MindSpore's "
+        raise ValueError(f"The checkpoint's learning rate for the next step is {float(want):.7g} ('learning_rate' at "
+                         f"global_step {step}), but the optimizer's is {float(have):.7g}: build it with MindSpore's "
                          "learning_rate (or change it with jaxopt_ms.set_lr).")
 
 
