@@ -385,8 +385,10 @@ _UNSUPPORTED = {
     MasterWeightsState: "master_weights keeps float32 copies MindSpore's checkpoints do not separate from the "
                         "parameters",
 }
-# MindSpore entries that are hyperparameters (the JAX optimizer carries its own) or bookkeeping.
-_HYPERPARAMETER = re.compile(r"^(learning_rate(_group_\d+)?|momentum|fake_lr|fake_param|afactor_step)$")
+# MindSpore entries that are hyperparameters (the JAX optimizer carries its own) or bookkeeping (ModelCheckpoint's
+# append_info; LARS's placeholders; AdaFactor's step, checked against global_step).
+_HYPERPARAMETER = re.compile(r"^(learning_rate(_group_\d+)?|momentum|fake_lr|fake_param|afactor_step|epoch_num|"
+                             r"step_num)$")
 
 
 def _check_learning_rate(ckpt: dict, state: Any, step: int | None) -> None:
@@ -531,7 +533,7 @@ def _scalar_entry(name: str, have: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[str, Any] | str | os.PathLike,
-                   params_like: Any, *, ignore: Iterable[str] = ()) -> tuple[Any, Any]:
+                   params_like: Any, *, ignore: Iterable[str] | Callable[[str], bool] = ()) -> tuple[Any, Any]:
     """MindSpore's parameters and optimizer state as jaxopt_ms ``(params, state)``: the next update is MindSpore's.
 
     Args:
@@ -542,7 +544,9 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         params_like: the parameter pytree (arrays or ``jax.ShapeDtypeStruct``) whose leaf names
             (:func:`jaxopt_ms.param_names`) are MindSpore's parameter names; or, for a fused optimizer inside a
             wrapper (``dynamic_loss_scale(fuse(...))``), the ``FlatParams`` from ``fused.flatten(params)``.
-        ignore: checkpoint names to leave unread (e.g. BatchNorm moving statistics kept outside ``params``).
+        ignore: checkpoint names to leave unread, or a predicate on the name (e.g. ``lambda n: 'moving_' in n`` for
+            BatchNorm statistics kept outside ``params``). ``learning_rate*``, ``momentum``, ``epoch_num`` and
+            ``step_num`` are never read.
     Returns:
         ``(params, state)``: ``params`` with the structure of ``params_like`` (a fused optimizer: its
         ``flatten(params)``) holding the checkpoint's values; ``state`` the optimizer state after MindSpore's
@@ -563,7 +567,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     if isinstance(checkpoint, (str, os.PathLike)):
         checkpoint = load(checkpoint)
     ckpt = {k: np.asarray(v) for k, v in checkpoint.items()}
-    ignored = set(ignore)
+    is_ignored = ignore if callable(ignore) else set(ignore).__contains__
     used: set[str] = set()
 
     def take(name: str) -> np.ndarray:
@@ -665,7 +669,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     if step is not None:
         used.add("global_step")
     unread = _unread_state(ckpt, state, rmsprop, set(flat_names))
-    left = [k for k in ckpt if k not in used and k not in ignored and not _HYPERPARAMETER.match(k)
+    left = [k for k in ckpt if k not in used and not is_ignored(k) and not _HYPERPARAMETER.match(k)
             and k not in unread]
     if left:
         raise ValueError(f"Checkpoint entries map nowhere (not a leaf of params_like, not this optimizer's state): "

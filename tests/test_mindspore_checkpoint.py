@@ -312,6 +312,8 @@ def test_error_name_maps_nowhere():
     with pytest.raises(ValueError, match=r"map nowhere.*bn\.moving_mean"):
         msc.from_mindspore(jaxopt_ms.adam(0.01), ckpt, like())
     msc.from_mindspore(jaxopt_ms.adam(0.01), ckpt, like(), ignore=["bn.moving_mean"])
+    msc.from_mindspore(jaxopt_ms.adam(0.01), dict(ckpt, epoch_num=np.array(3), step_num=np.array(30)), like(),
+                       ignore=lambda name: "moving_" in name)
     # a momentum checkpoint's `moments.*` mean nothing to Adam (and Adam's state is missing)
     with pytest.raises(ValueError, match="beta1_power"):
         msc.from_mindspore(jaxopt_ms.adam(0.01), os.path.join(FOLDER, "momentum.ckpt"), like())
