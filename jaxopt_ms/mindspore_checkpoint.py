@@ -209,9 +209,31 @@ def _load_safetensors(path: str) -> dict[str, np.ndarray]:
         raise ImportError("Reading MindSpore .safetensors files needs the 'safetensors' package: "
                           "pip install 'jaxopt_ms[mindspore]'.") from e
     try:
-        return {k: np.array(v) for k, v in load_file(path).items()}
-    except (KeyError, TypeError):
-        pass  # a dtype the numpy API lacks (bfloat16, float8): decode its raw bytes below
+        with safetensors.safe_open(path, framework="np") as f:
+            metadata = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path!r} is not a safetensors file: {e}") from e
+    for name, kind in metadata.items():
+        if kind in _REFUSED:  # MindSpore records its packed types in the metadata, the header says int8
+            raise ValueError(f"Checkpoint entry {name!r} has MindSpore dtype {kind}, which cannot be read: "
+                             f"{_REFUSED[kind]}.")
+    try:
+        out = {k: np.array(v) for k, v in load_file(path).items()}
+    except (KeyError, TypeError):  # a dtype the numpy API lacks (bfloat16, float8): decode the raw bytes
+        out = _load_safetensors_raw(path)
+    if "crc_num" in metadata:  # save_checkpoint(crc_check=True): crc32 over (name, bytes) in name order
+        crc = 0
+        for name in sorted(out):
+            crc = binascii.crc32(out[name].astype(out[name].dtype.newbyteorder("<")).tobytes(),
+                                 binascii.crc32(name.encode(), crc))
+        if str(crc) != metadata["crc_num"]:
+            raise ValueError(f"The checkpoint {path!r} fails its crc check: the file is damaged.")
+    return out
+
+
+def _load_safetensors_raw(path: str) -> dict[str, np.ndarray]:
+    import safetensors
+
     with open(path, "rb") as f:
         entries = safetensors.deserialize(f.read())
     out = {}

@@ -513,3 +513,25 @@ def test_error_learning_rate_differs_from_mindspores():
     msc.from_mindspore(jaxopt_ms.momentum(lrs, 0.9), ckpt, like())
     with pytest.raises(ValueError, match="global_step 3"):
         msc.from_mindspore(jaxopt_ms.momentum(lrs[1:], 0.9), ckpt, like())
+
+
+def test_crc_checked_files_written_by_mindspore(tmp_path):
+    for fmt in ("ckpt", "safetensors"):
+        path = os.path.join(FOLDER, f"crc.{fmt}")
+        got = msc.load(path)
+        np.testing.assert_array_equal(got["t_Float16"], np.array([[0, 1, 2], [3, 125, 1]], np.float16))
+        data = bytearray(open(path, "rb").read())
+        at = data.find(np.array([3, 125], np.float16).tobytes())  # a value inside t_Float16
+        data[at] ^= 1
+        (tmp_path / f"bad.{fmt}").write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="crc"):
+            msc.load(tmp_path / f"bad.{fmt}")
+
+
+def test_refuses_mindspore_int4_in_safetensors(tmp_path):
+    import safetensors.numpy
+
+    safetensors.numpy.save_file({"q": np.zeros(4, np.int8)}, str(tmp_path / "q.safetensors"),
+                                metadata={"format": "ms", "q": "Int4"})
+    with pytest.raises(ValueError, match="'q'.*Int4"):
+        msc.load(tmp_path / "q.safetensors")

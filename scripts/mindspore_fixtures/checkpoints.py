@@ -18,7 +18,8 @@ so its checkpoint has their names; ``g__<k>`` are the scaled gradients fed (one 
 ``lamb_init`` / ``lars_init`` are Lamb and LARS checkpoints saved before any step (their kernels do not run on
 MindSpore's CPU build): they prove the state names only. ``dtypes.ckpt`` / ``dtypes.safetensors`` hold one tensor
 of every dtype MindSpore writes, a 0-d tensor, ``append_dict`` scalars and a str, and a tensor split over several
-``value`` entries (MindSpore's slicing threshold lowered from 512 MiB to 1 KiB for the test).
+``value`` entries (MindSpore's slicing threshold lowered from 512 MiB to 1 KiB for the test); ``crc.ckpt`` /
+``crc.safetensors`` are saved with ``crc_check=True``.
 ``notebook.npz`` is a longer Momentum run (40 steps, checkpoint after 20) with its batches, for the notebook.
 """
 
@@ -182,6 +183,13 @@ def dtypes() -> None:
             os.chmod(path, 0o644)
     finally:
         serialization.SLICE_SIZE = saved
+    for fmt in ("ckpt", "safetensors"):  # crc_check=True appends / records a crc32 of the contents
+        path = os.path.join(FOLDER, f"crc.{fmt}")
+        if os.path.exists(path):
+            os.chmod(path, 0o644)
+            os.remove(path)
+        ms.save_checkpoint(items[:3], path, format=fmt, crc_check=True)
+        os.chmod(path, 0o644)
     print("dtypes", {k: str(v.dtype) for k, v in ms.load_checkpoint(os.path.join(FOLDER, "dtypes.ckpt")).items()
                      if hasattr(v, "dtype")})
 
