@@ -151,6 +151,50 @@ def case(name: str, make_opt, config: dict, groups=None, seed: int = 0, steps: i
     print(name, "loss", np.round(losses, 4))
 
 
+class ConvNet(nn.Cell):
+    """conv1 (no bias) -> bn1 (BatchNorm: gamma, beta trainable; moving statistics not) -> relu -> fc."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, pad_mode="valid", has_bias=False, weight_init="normal")
+        self.bn1 = nn.BatchNorm2d(4)
+        self.fc = nn.Dense(4 * 4 * 4, 3)
+
+    def construct(self, x):
+        return self.fc(ops.relu(self.bn1(self.conv1(x))).reshape(x.shape[0], -1))
+
+
+def conv_case(name: str = "adam_conv_bn", steps: int = K) -> None:
+    """Adam with weight decay (MindSpore's default filter skips ``bn1.gamma`` / ``bn1.beta``) on a conv + BatchNorm
+    network; the checkpoint also holds ``bn1.moving_mean`` / ``bn1.moving_variance``, which are not optimized."""
+    rng = np.random.RandomState(5)
+    ms.set_seed(5)
+    net = ConvNet()
+    loss_net = nn.WithLossCell(net, nn.MSELoss())
+    opt = nn.Adam(net.trainable_params(), 0.01, weight_decay=0.05)
+    cell = nn.TrainOneStepCell(loss_net, opt)
+    names = [p.name for p in opt._parameters]
+    grad_fn = ms.value_and_grad(loss_net, None, opt.parameters)
+    out = {}
+    for k in range(2 * steps):
+        x = rng.randn(BATCH, 1, 6, 6).astype(np.float32)
+        y = rng.randn(BATCH, 3).astype(np.float32)
+        if k < steps:
+            cell(Tensor(x), Tensor(y))
+            if k == steps - 1:
+                save_both(cell, name)
+            continue
+        _, grads = grad_fn(Tensor(x), Tensor(y))
+        opt(grads)
+        out.update({f"g__{k - steps}__{n}": g.asnumpy() for n, g in zip(names, grads)})
+        out.update({f"p__{k - steps}__{p.name}": p.asnumpy().copy() for p in net.trainable_params()})
+    config = {"optimizer": "adam", "kwargs": {"learning_rate": 0.01, "weight_decay": 0.05}, "steps": steps,
+              "shapes": {p.name: list(p.shape) for p in net.trainable_params()}}
+    out["config"] = np.array(json.dumps(config, sort_keys=True))
+    np.savez_compressed(os.path.join(FOLDER, f"{name}.conv.npz"), **out)
+    print(name, sorted(ms.load_checkpoint(os.path.join(FOLDER, f"{name}.ckpt"))))
+
+
 def init_only(name: str, make_opt) -> None:
     net = Net(initial_weights(np.random.RandomState(0)))
     cell = nn.TrainOneStepCell(nn.WithLossCell(net, nn.MSELoss()), make_opt(net.trainable_params()))
@@ -256,6 +300,7 @@ def main() -> None:
         case(name, make, config, **extra)
     case("notebook", lambda p: nn.Momentum(p, 0.05, 0.9), {"optimizer": "momentum",
          "kwargs": {"learning_rate": 0.05, "momentum": 0.9}}, seed=1, steps=20)
+    conv_case()
     init_only("lamb_init", lambda p: nn.Lamb(p, 0.01))
     init_only("lars_init", lambda p: nn.LARS(nn.Momentum(p, 0.1, 0.9)))
     dtypes()
