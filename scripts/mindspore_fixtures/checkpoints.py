@@ -86,6 +86,13 @@ def save_both(cell, case: str) -> None:
         os.chmod(path, 0o644)  # MindSpore leaves its files read-only
 
 
+def scale_sense(loss_scale: dict):
+    """``TrainOneStepWithLossScaleCell``'s ``scale_sense``: a ``DynamicLossScaleUpdateCell`` or a fixed Tensor."""
+    if "ms" in loss_scale:
+        return nn.DynamicLossScaleUpdateCell(**loss_scale["ms"])
+    return Tensor(np.float32(loss_scale["fixed"]))
+
+
 def scaled_step(cell, opt, grads) -> None:
     """``TrainOneStepWithLossScaleCell``'s step on scaled gradients, from its MindSpore pieces (reference §6)."""
     unscaled = tuple(g * Tensor(np.float32(1.0 / cell.scale_sense.asnumpy())) for g in grads)
@@ -121,9 +128,7 @@ def case(name: str, make_opt, config: dict, groups=None, seed: int = 0, steps: i
             grads_out.append({n: g.asnumpy() for n, g in zip(names, grads)})
             params_out.append({p.name: p.asnumpy().copy() for p in net.trainable_params()})
     else:
-        sense = (nn.DynamicLossScaleUpdateCell(**loss_scale["ms"]) if "ms" in loss_scale
-                 else Tensor(np.float32(loss_scale["fixed"])))
-        cell = nn.TrainOneStepWithLossScaleCell(loss_net, opt, scale_sense=sense)
+        cell = nn.TrainOneStepWithLossScaleCell(loss_net, opt, scale_sense=scale_sense(loss_scale))
         scaled = lambda x, y: loss_net(x, y) * cell.scale_sense  # noqa: E731
         grad_fn = ms.value_and_grad(scaled, None, opt.parameters)
         for k, (x, y) in enumerate(data):
