@@ -8,7 +8,17 @@ Every optimizer is an ``optax.GradientTransformation``::
     params = optax.apply_updates(params, updates)
 """
 
-from jaxopt_ms import dynamic_lr, fused, loss_scale, schedules, sharding, sparse, thor_layers, transforms
+from jaxopt_ms import (
+    dynamic_lr,
+    fused,
+    loss_scale,
+    mindspore_checkpoint,
+    schedules,
+    sharding,
+    sparse,
+    thor_layers,
+    transforms,
+)
 from jaxopt_ms.groups import GroupOverlapError
 from jaxopt_ms.names import (
     decay_all,
@@ -66,6 +76,7 @@ __all__ = [
     "lars",
     "lazy_adam",
     "loss_scale",
+    "mindspore_checkpoint",
     "mindspore_decay_filter",
     "mindspore_lars_filter",
     "momentum",
