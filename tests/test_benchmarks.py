@@ -24,11 +24,16 @@ def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
     for alg in ("adam",):
         assert {(alg, "jaxopt_ms per-leaf"), (alg, "jaxopt_ms fused"), (alg, "optax")} <= libraries
     assert all(r["step_ms"] > 0 and r["first_call_s"] > 0 for r in result["optimizer"] if "step_ms" in r)
+    # the copy limit is timed in the same interleaved rounds; every step gets its best-of fraction of it
+    assert {("adam", "copy x * s"), ("adam", "copy x * s, step's bytes")} <= libraries
+    assert all(0 < r["best_ms"] <= r["step_ms"] and r["best_fraction_of_copy"] > 0
+               for r in result["optimizer"] if "step_ms" in r)
     variants = {r["variant"] for r in result["training"]}
     assert "flat, fused.view (custom VJP), fused adam" in variants and "forward + backward alone" in variants
     assert {r["model"] for r in result["training"]} == {"demo_mlp", "transformer"}
     table = (tmp_path / "results.md").read_text()
     assert "| 50 leaves x 64 | adam |" in table and "fused / optax" in table
+    assert "fraction of copy bandwidth" in table
     assert (tmp_path / "results.png").stat().st_size > 0
     sys.modules.pop("run", None)
     sys.modules.pop("workloads", None)

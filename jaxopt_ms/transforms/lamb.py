@@ -124,9 +124,9 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         m, v = unzip(moments, updates, 2)
         # ghat only feeds its norm: computed from isolated operands, so that the norm's reduction recomputes it
         # instead of sharing temporaries with the update pass (jaxopt_ms._tree.isolated)
-        m_i, v_i, p_i, t_i, wd_i, zero_i = isolated(m, v, params, t, wd, zero)
+        m_i, v_i, p_i, t_i, wd_i, zero_i, eps_i = isolated(m, v, params, t, wd, zero, np.float32(eps))
         ghat = jax.tree.map(
-            lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1, beta2, eps),
+            lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1, beta2, eps_i),
             m_i, v_i, p_i, mask)
         p_norm, ghat_norm = leaf_norms(isolated(params)[0]), leaf_norms(ghat)
         direction = jax.tree.map(
