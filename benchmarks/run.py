@@ -2,8 +2,11 @@
 
 Optimizer step (one update including applying it; jit with donated buffers; median of N after warm-up; the first
 call's time includes compilation) on three workloads, with the effective bandwidth against a measured copy
-bandwidth (a jitted ``x * s`` over the same bytes). Then the whole training step (forward + backward alone,
-pytree + optax, pytree + jaxopt_ms, flat params viewed by plain slicing, flat params through ``fused.view``).
+bandwidth (a jitted ``x * s`` over the same bytes). The copy (over one buffer of the workload's size and over the
+fused step's bytes) and torch's steps run in the same interleaved rounds as the JAX steps, and each row also
+reports its best call as a fraction of the best copy (the "Best of all calls" table). Then the whole training
+step (forward + backward alone, pytree + optax, pytree + jaxopt_ms, flat params viewed by plain slicing, flat
+params through ``fused.view``).
 
     python benchmarks/run.py            # GPU sizes if a GPU is present, else CPU sizes (~64x smaller)
     python benchmarks/run.py --quick    # smoke run, smallest sizes

@@ -37,3 +37,17 @@ def test_runner_quick_mode_writes_results(tmp_path, monkeypatch):
     assert (tmp_path / "results.png").stat().st_size > 0
     sys.modules.pop("run", None)
     sys.modules.pop("workloads", None)
+
+
+def test_passes_reads_the_traffic_of_compiled_fused_steps(monkeypatch, capsys):
+    """benchmarks/passes.py: SGD is one pass at the minimum (12 B per parameter); Adam moves at least its 28 B."""
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import passes
+
+    assert passes.main(["sgd", "adam", "--size", "4096"]) == 0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| sgd") or line.startswith("| adam")}
+    assert rows["sgd"] == ["1", "12", "12", "1.00"]
+    n_passes, moved, minimum = (int(c) for c in rows["adam"][:3])
+    assert minimum == 28 and moved >= minimum and n_passes >= 1
+    sys.modules.pop("passes", None)
