@@ -65,6 +65,8 @@ def tree_workloads(scale: str) -> list[TreeWorkload]:
             # the same parameter count in 500 leaves for every algorithm.
             TreeWorkload("leaves", "2000 leaves x 64 (2000 x 4096 / 64)", many_leaves(2000, 64), ("adam",)),
             TreeWorkload("leaves500", "500 leaves x 256 (2000 x 4096 / 64)", many_leaves(500, 256)),
+            # the per-leaf path against optax where per-array overhead dominates (2M params in 2000 arrays)
+            TreeWorkload("leaves1024", "2000 leaves x 1024", many_leaves(2000, 1024), ("adam", "momentum")),
         ]
     return [
         TreeWorkload("flat", "one 64K-param tensor", {"weight": (2**16,)}),

@@ -123,11 +123,14 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
                                state.lamb_v)
         m, v = unzip(moments, updates, 2)
         # ghat only feeds its norm: computed from isolated operands, so that the norm's reduction recomputes it
-        # instead of sharing temporaries with the update pass (jaxopt_ms._tree.isolated)
-        m_i, v_i, p_i, t_i, wd_i, zero_i = isolated(m, v, params, t, wd, zero)
-        ghat = jax.tree.map(
-            lambda m, v, p, flag: lamb_ghat(m, v, p, t_i, wd_i if flag else zero_i, beta1, beta2, eps),
-            m_i, v_i, p_i, mask)
+        # instead of sharing temporaries with the update pass (jaxopt_ms._tree.isolated). One barrier per array,
+        # scalars (eps too) included: behind a shared one, XLA's CPU backend shares the scalars' broadcasts
+        # between arrays of one shape and writes them out as temporaries.
+        def ghat_of(m, v, p, flag):
+            m, v, p, t_i, wd_i, eps_i = isolated(m, v, p, t, wd if flag else zero, np.float32(eps))
+            return lamb_ghat(m, v, p, t_i, wd_i, beta1, beta2, eps_i)
+
+        ghat = jax.tree.map(ghat_of, m, v, params, mask)
         p_norm, ghat_norm = leaf_norms(isolated(params)[0]), leaf_norms(ghat)
         direction = jax.tree.map(
             lambda g, m, v, p, flag, pn, gn: lamb_scale(lamb_r(m, v, p, t, wd if flag else zero, beta1, beta2, eps),
