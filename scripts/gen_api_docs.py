@@ -4,8 +4,11 @@
     python scripts/gen_api_docs.py --check   # exit 1 if docs/api.md is not what the code gives
 
 Public names are those of ``jaxopt_ms.__all__`` (grouped by the module that defines them) and the ``__all__`` of
-each public API module (``jaxopt_ms.transforms``, ``jaxopt_ms.schedules``, ...; those that exist are documented).
-The output depends only on the code: no addresses, paths or dates, so it can be compared in a test.
+each public API module (``jaxopt_ms.transforms``, ``jaxopt_ms.schedules``, ...). A name is documented once: a
+top-level name that an API module also exports links to that module's entry, and names defined in a private
+module (``jaxopt_ms._flat``) are documented under the public module that exports them, without the private
+module's docstring. The output depends only on the code: no addresses, paths or dates, so it can be compared in a
+test.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "api.md"
 # Modules documented on their own (their names are reached as jaxopt_ms.<module>.<name>), in this order.
-API_MODULES = ("transforms", "schedules", "dynamic_lr", "loss_scale", "sparse", "thor", "fused", "offload",
-               "sharding")
+API_MODULES = ("transforms", "schedules", "dynamic_lr", "loss_scale", "sparse", "fused", "sharding")
 SECTION_HEADERS = ("Args", "Arguments", "Returns", "Raises", "Yields", "Attributes", "Example", "Examples", "Note",
                    "Notes", "Reference", "References")
 LIST_SECTIONS = ("Args", "Arguments", "Returns", "Raises", "Yields", "Attributes")
+# Sections whose body is one free-text description (wrapped lines continue it), not a list of ``name: text``.
+PROSE_SECTIONS = ("Returns", "Yields")
 
 
 def _inline(text: str) -> str:
@@ -69,10 +73,17 @@ def docstring_to_markdown(doc: str) -> str:
             language = "python" if block[0].startswith(">>>") else "text"
             out += ["", f"```{language}", *block, "```", ""]
             continue
+        if section in PROSE_SECTIONS and stripped:
+            if out[-1].startswith("- ") and lines[i - 1].strip():
+                out[-1] += " " + _inline(stripped)
+            else:
+                out.append(f"- {_inline(stripped)}")
+            i += 1
+            continue
         if section in LIST_SECTIONS and stripped:
             if _indent(line) <= 4:
                 match = re.match(r"^([\w*]+(?:\s*,\s*[\w*]+)*)(\s*\([^)]*\))?:\s*(.*)$", stripped)
-                if match and section != "Returns":
+                if match:
                     out.append(f"- `{match.group(1)}`{match.group(2) or ''}: {_inline(match.group(3))}")
                 else:
                     out.append(f"- {_inline(stripped)}")
@@ -156,15 +167,8 @@ def _entry(qualified: str, obj: Any) -> list[str]:
 
 
 def api_modules(package: ModuleType) -> list[ModuleType]:
-    """The public API modules that this version of the package has."""
-    found = []
-    for name in API_MODULES:
-        try:
-            found.append(importlib.import_module(f"{package.__name__}.{name}"))
-        except ModuleNotFoundError as e:
-            if e.name != f"{package.__name__}.{name}":
-                raise
-    return found
+    """The public API modules, in documentation order."""
+    return [importlib.import_module(f"{package.__name__}.{name}") for name in API_MODULES]
 
 
 def public_names(package: ModuleType) -> list[tuple[str, Any]]:
@@ -176,47 +180,100 @@ def public_names(package: ModuleType) -> list[tuple[str, Any]]:
     return out
 
 
+def _is_private(module_name: str) -> bool:
+    return any(part.startswith("_") for part in module_name.split("."))
+
+
 def _by_defining_module(owner: ModuleType, names: list[str]) -> dict[str, list[str]]:
+    """Names grouped by the module defining them; a private module's names stay with ``owner``."""
     groups: dict[str, list[str]] = {}
     for name in names:
         obj = getattr(owner, name)
         if not inspect.ismodule(obj):
-            groups.setdefault(getattr(obj, "__module__", None) or owner.__name__, []).append(name)
+            module_name = getattr(obj, "__module__", None) or owner.__name__
+            if _is_private(module_name) or module_name not in sys.modules:
+                module_name = owner.__name__
+            groups.setdefault(module_name, []).append(name)
     return groups
+
+
+def _sorted_modules(groups: dict[str, list[str]], owner: ModuleType) -> list[str]:
+    # The owner's own names first, then optimizers, then the other defining modules alphabetically.
+    return sorted(groups, key=lambda m: (m != owner.__name__, ".optimizers." not in m, m))
+
+
+def _anchor(qualified: str) -> str:
+    """An explicit HTML anchor: the contents links to it whatever a renderer makes of the heading."""
+    return f'<a id="{qualified}"></a>'
+
+
+def _documented_elsewhere(package: ModuleType) -> dict[str, str]:
+    """Top-level names (by ``id`` of the object) that an API module also exports -> that module's qualified
+    name, so that each object is documented once."""
+    found: dict[int, str] = {}
+    for module in api_modules(package):
+        for n in getattr(module, "__all__", []):
+            found.setdefault(id(getattr(module, n)), f"{module.__name__}.{n}")
+    return {n: found[id(getattr(package, n))] for n in package.__all__ if id(getattr(package, n)) in found}
 
 
 def _section(owner: ModuleType, names: list[str], prefix: str) -> list[str]:
     """One ``###`` block per defining module (its docstring: the formulas live there), then its names."""
     groups = _by_defining_module(owner, names)
     lines: list[str] = []
-    for module_name in sorted(groups, key=lambda m: (".optimizers." not in m, m)):  # optimizers first
-        module = sys.modules[module_name]
-        if module is not owner:
-            lines += [f"### `{module_name}`", "", docstring_to_markdown(inspect.getdoc(module) or ""), ""]
+    for module_name in _sorted_modules(groups, owner):
+        if module_name != owner.__name__:
+            lines += [_anchor(module_name), f"### `{module_name}`", "",
+                      docstring_to_markdown(inspect.getdoc(sys.modules[module_name]) or ""), ""]
         for name in groups[module_name]:
-            lines += _entry(f"{prefix}.{name}", getattr(owner, name))
+            lines += [_anchor(f"{prefix}.{name}"), *_entry(f"{prefix}.{name}", getattr(owner, name))]
     return lines
+
+
+def _contents(package: ModuleType, top_names: list[str], aliases: dict[str, str]) -> list[str]:
+    """The table of contents: each section, its defining modules, and links to every name."""
+    lines = ["## Contents", ""]
+    for owner, names in [(package, top_names), *[(m, list(getattr(m, "__all__", []))) for m in
+                                                   api_modules(package)]]:
+        lines.append(f"- [`{owner.__name__}`](#{owner.__name__})")
+        groups = _by_defining_module(owner, names)
+        for module_name in _sorted_modules(groups, owner):
+            links = ", ".join(f"[`{n}`](#{owner.__name__}.{n})" for n in groups[module_name])
+            if module_name == owner.__name__:
+                lines.append(f"  - {links}")
+            else:
+                lines.append(f"  - [`{module_name}`](#{module_name}): {links}")
+        if owner is package and aliases:
+            links = ", ".join(f"[`{n}`](#{target})" for n, target in aliases.items())
+            lines.append(f"  - also at the top level: {links}")
+    return lines + [""]
 
 
 def render(package: ModuleType) -> str:
     """The whole of docs/api.md."""
-    modules = api_modules(package)
+    aliases = _documented_elsewhere(package)
+    top_names = [n for n in package.__all__ if n not in aliases and not inspect.ismodule(getattr(package, n))]
     lines = [
         "# API reference",
         "",
         "Generated from the docstrings by `python scripts/gen_api_docs.py`; do not edit by hand "
         "(`tests/test_api_docs.py` checks that it is current).",
         "",
-        "Sections: " + ", ".join(f"`{m.__name__}`" for m in [package, *modules]) + ".",
-        "",
+        *_contents(package, top_names, aliases),
+        _anchor(package.__name__),
         f"## `{package.__name__}`",
         "",
         docstring_to_markdown(inspect.getdoc(package) or ""),
         "",
-        *_section(package, list(package.__all__), package.__name__),
+        *_section(package, top_names, package.__name__),
     ]
-    for module in modules:
-        lines += [f"## `{module.__name__}`", "", docstring_to_markdown(inspect.getdoc(module) or ""), ""]
+    if aliases:
+        lines += ["### Also exported at the top level", "",
+                  *[f"- `{package.__name__}.{n}` is [`{target}`](#{target})." for n, target in aliases.items()],
+                  ""]
+    for module in api_modules(package):
+        lines += [_anchor(module.__name__), f"## `{module.__name__}`", "",
+                  docstring_to_markdown(inspect.getdoc(module) or ""), ""]
         lines += _section(module, list(getattr(module, "__all__", [])), module.__name__)
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).rstrip() + "\n"

@@ -364,7 +364,10 @@ def sharded_problems(draw):
     return specs, params0, grads, zero1_axis
 
 
-@pytest.mark.parametrize("name,factory,kwargs", SHARDED_FEW, ids=[z[0] for z in SHARDED_FEW])
+# Adam in the default run; the sweep over the others is marked slow (tests/test_sharding.py runs it in CI's slow
+# stage).
+@pytest.mark.parametrize("name,factory,kwargs", [
+    pytest.param(*z, id=z[0], marks=() if z[0] == "adam" else pytest.mark.slow) for z in SHARDED_FEW])
 @settings(max_examples=3, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(problem=sharded_problems())
