@@ -303,7 +303,7 @@ def global_norm(tree: Any) -> jax.Array:
     as its densified sum (duplicate rows summed first), its indices not at all. ``sqrt(sum_leaves sum(g**2))``."""
     leaves = [coalesce(x).values if isinstance(x, RowSparse) else x
               for x in jax.tree.leaves(tree, is_leaf=is_row_sparse)]
-    return optax.global_norm(leaves)
+    return optax.tree.norm(leaves)
 
 
 def on_values(transform: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
