@@ -15,11 +15,12 @@ MindSpore) and ``grad_centralization`` (default False). Groups must not overlap.
 updated (zero update). When any group sets ``lr`` and any learning rate is dynamic, fixed ones are quantised as
 ``f32(f32(lr + 1) - 1)``, as MindSpore does.
 
-Each group is one instance of the optimizer's chain, run on the parameter pytree with the other groups' leaves
-set to ``None`` (an empty subtree): the state keeps the parameters' paths (so sharding follows them), and costs
-nothing per step beyond the ungrouped optimizer's. ``optax.partition`` would mark them with ``optax.MaskedNode``
-instead, a Python-level pytree node that every jitted step flattens and rebuilds once per leaf and per group
-(1.4x slower dispatch on thousands of small leaves, measured in ``benchmarks/groups.py``).
+Each group is one instance of the optimizer's chain, run on its own leaves at their paths (dict entries of
+other groups left out, other groups' leaves inside other pytree nodes set to ``None``): the state keeps the
+parameters' paths (so sharding follows them), and costs nothing per step beyond the ungrouped optimizer's.
+``optax.partition`` would mark the other groups' leaves with ``optax.MaskedNode``, a Python-level pytree node
+that every jitted step flattens and rebuilds once per leaf and per group: a per-step dispatch cost that grows
+with the number of leaves (``benchmarks/groups.py``).
 
 Selector mistakes are errors, raised at ``init`` (and ``update``) when the tree is known: a listed name that is
 no leaf (``ValueError`` naming it and the closest real names), an invalid regular expression (``ValueError``
@@ -187,44 +188,56 @@ def check_selection(specs: Sequence[Any], indices: Sequence[int], hits: Sequence
 
 
 class ParamGroupsState(NamedTuple):
-    """The state of each group's chain, in group order (built on the parameters with the other leaves None)."""
+    """The state of each group's chain, in group order (each built on its own leaves, at their paths)."""
 
     inner_states: tuple
 
 
+def _select(labels: Any, tree: Any, group: int) -> Any:
+    """The leaves of ``tree`` labelled ``group``, at their paths: dict entries without such a leaf are left out,
+    other leaves inside any other pytree node become ``None`` (an empty subtree)."""
+    if type(labels) is dict:
+        out = {}
+        for k, lab in labels.items():
+            sub = _select(lab, tree[k], group)
+            if sub is not None and not (type(sub) is dict and not sub):  # keep only entries with such leaves
+                out[k] = sub
+        return out
+    if isinstance(labels, int):
+        return tree if labels == group else None
+    return jax.tree.map(lambda lab, x: x if lab == group else None, labels, tree)
+
+
 def _partition(transforms: Sequence[optax.GradientTransformation], labels: Callable[[Any], Any]
                ) -> optax.GradientTransformationExtraArgs:
-    """``optax.partition`` with ``None`` for the leaves of other groups; label ``len(transforms)``: zero update.
+    """``optax.partition`` without ``optax.MaskedNode``: each group's chain gets only its own leaves, at their
+    paths (:func:`_select`); label ``len(transforms)``: zero update.
 
-    ``None`` is an empty pytree handled natively by JAX's C++ pytree code, where ``optax.MaskedNode`` is a
-    Python NamedTuple that each jitted step rebuilds once per leaf and group (dispatch cost, not compute).
+    ``optax.MaskedNode`` is a Python NamedTuple that each jitted step flattens and rebuilds once per leaf and
+    per group (dispatch cost, not compute); dropped dict entries and ``None`` cost nothing or next to nothing.
     """
     transforms = [optax.with_extra_args_support(t) for t in transforms]
 
-    def split(tree: Any) -> tuple[Any, list[int], list[Any]]:
-        label_leaves, treedef = jax.tree.flatten(labels(tree))
-        values = treedef.flatten_up_to(tree)
-        return treedef, label_leaves, values
-
-    def only(treedef: Any, label_leaves: list[int], values: list[Any], group: int) -> Any:
-        return treedef.unflatten([v if lab == group else None for v, lab in zip(values, label_leaves)])
-
     def init_fn(params):
-        treedef, label_leaves, values = split(params)
-        return ParamGroupsState(tuple(t.init(only(treedef, label_leaves, values, i))
-                                      for i, t in enumerate(transforms)))
+        tree_labels = labels(params)
+        return ParamGroupsState(tuple(t.init(_select(tree_labels, params, i)) for i, t in enumerate(transforms)))
 
     def update_fn(updates, state, params=None, **extra_args):
-        treedef, label_leaves, values = split(updates)
-        p_values = treedef.flatten_up_to(params) if params is not None else None
-        outs, new_states = [], []
+        tree_labels = labels(updates)
+        label_leaves, treedef = jax.tree.flatten(tree_labels)
+        values = treedef.flatten_up_to(updates)
+        new: list[Any] = [None] * len(values)
+        new_states = []
         for i, (t, s) in enumerate(zip(transforms, state.inner_states)):
-            p = None if p_values is None else only(treedef, label_leaves, p_values, i)
-            u, s = t.update(only(treedef, label_leaves, values, i), s, p, **extra_args)
-            outs.append(treedef.flatten_up_to(u))
+            p = None if params is None else _select(tree_labels, params, i)
+            u, s = t.update(_select(tree_labels, updates, i), s, p, **extra_args)
+            members = [k for k, lab in enumerate(label_leaves) if lab == i]  # in flatten order, as selected
+            for k, leaf in zip(members, jax.tree.structure(_select(tree_labels, tree_labels, i)).flatten_up_to(u)):
+                new[k] = leaf
             new_states.append(s)
-        zero = lambda v: jax.tree.map(jnp.zeros_like, v)  # a leaf in no group is not updated
-        new = [outs[lab][k] if lab < len(transforms) else zero(values[k]) for k, lab in enumerate(label_leaves)]
+        for k, lab in enumerate(label_leaves):
+            if lab >= len(transforms):  # a leaf in no group is not updated
+                new[k] = jax.tree.map(jnp.zeros_like, values[k])
         return treedef.unflatten(new), ParamGroupsState(tuple(new_states))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

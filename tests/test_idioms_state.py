@@ -365,7 +365,8 @@ WD_IDS = [name for name, _, _ in WD_ZOO]                           # inner optim
 def test_decay_cannot_change_matches_exhaustive_bfloat16_and_float16_rounding():
     for dtype in (ml_dtypes.bfloat16, np.float16):
         bits = np.arange(2**16, dtype=np.uint16).view(dtype)
-        w = bits[np.isfinite(bits) & (np.abs(bits.astype(np.float64)) >= np.finfo(dtype).tiny)]
+        w = bits[np.isfinite(bits)]
+        w = w[np.abs(w.astype(np.float64)) >= np.finfo(dtype).tiny]  # normal values
         eps = float(np.finfo(dtype).eps)
         for step, stuck in ((eps / 4 * 0.999, True), (eps / 2, False)):
             moved = (w.astype(np.float64) * (1.0 - step)).astype(dtype) != w
@@ -399,6 +400,8 @@ def test_weight_decay_warns_once_when_it_cannot_change_a_16bit_leaf(row, variant
     assert ("dec.kernel" in msgs[0]) is (variant == "per_leaf")
     assert warnings_of(build(1e-6), _tree(jnp.float32)) == []      # float32 resolves lr * wd
     assert warnings_of(build(0.5), _tree(jnp.bfloat16)) == []      # lr * wd >= 2**-9
+    # float32 master weights: the optimizer and its decay run on float32 copies
+    assert warnings_of(jaxopt_ms.loss_scale.master_weights(build(1e-6)), _tree(jnp.bfloat16)) == []
 
 
 def test_bfloat16_weight_decay_is_a_noop_below_the_threshold():
