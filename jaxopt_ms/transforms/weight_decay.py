@@ -140,5 +140,5 @@ def warn_ineffective_decay(params: Any, groups: Sequence[tuple[Callable[[str, An
             f"For '{opt_name}', weight decay cannot change these low-precision parameters: {shown}; "
             f"w - lr * weight_decay * w rounds back to w when lr * weight_decay is below a quarter of the dtype's "
             f"epsilon. Keep float32 master weights (jaxopt_ms.loss_scale.master_weights) to decay them.",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=4,  # the caller of opt.init
         )
