@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
+import sys
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -86,9 +88,15 @@ class Layout:
         self.buffers = buffers
         self._ident = (treedef, leaves, buffers)
         self._hash = hash(self._ident)
+        _register_flax_serialization()  # a FlatParams may now exist: let flax.serialization know it
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __reduce__(self):
+        # Rebuilt from its parts on unpickling: the hash includes the PyTreeDef's, which differs between
+        # processes, so a pickled hash would make an unpickled layout unequal to flatten(params)'s.
+        return (Layout, (self.treedef, self.leaves, self.buffers))
 
     def __eq__(self, other: object) -> bool:
         # Layouts are compared on every tree operation over FlatParams: identity first keeps that cheap.
@@ -127,6 +135,43 @@ jax.tree_util.register_pytree_with_keys(
     lambda layout, children: FlatParams(tuple(children), layout),
     flatten_func=lambda flat: (flat.buffers, flat.layout),
 )
+
+
+def _flax_state_dict(flat: FlatParams) -> dict[str, Any]:
+    from flax import serialization
+
+    return {b.name: serialization.to_state_dict(buf) for b, buf in zip(flat.layout.buffers, flat.buffers)}
+
+
+def _flax_from_state_dict(target: FlatParams, state: dict[str, Any]) -> FlatParams:
+    from flax import serialization
+
+    names = [b.name for b in target.layout.buffers]
+    if set(state) != set(names):
+        raise ValueError(f"FlatParams: the state dict has buffers {sorted(state)}, but the target's layout has "
+                         f"{names} ({target.layout!r}).")
+    return FlatParams(tuple(serialization.from_state_dict(buf, state[n], name=n)
+                            for n, buf in zip(names, target.buffers)), target.layout)
+
+
+_FLAX_REGISTERED = [False]
+
+
+def _register_flax_serialization() -> None:
+    """Teaches ``flax.serialization`` (``to_bytes`` / ``from_bytes`` / ``to_state_dict``) the FlatParams node,
+    when Flax is installed: its state dict is ``{buffer name: buffer}``, restored into a target's layout."""
+    if _FLAX_REGISTERED[0]:
+        return
+    _FLAX_REGISTERED[0] = True
+    if importlib.util.find_spec("flax") is None:
+        return
+    from flax import serialization
+
+    serialization.register_serialization_state(FlatParams, _flax_state_dict, _flax_from_state_dict, override=True)
+
+
+if "flax.serialization" in sys.modules:  # already paid for: register now (else on the first flatten)
+    _register_flax_serialization()
 
 
 def is_flat(x: Any) -> bool:

@@ -79,7 +79,7 @@ from jaxopt_ms._flat import (
     unflatten,
     view,
 )
-from jaxopt_ms.groups import GroupOverlapError, _parse_groups, _selector
+from jaxopt_ms.groups import GroupOverlapError, _parse_groups, _selector, check_selection
 from jaxopt_ms.names import decay_all, mindspore_decay_filter
 from jaxopt_ms.transforms.centralization import qualifies_for_centralization
 
@@ -144,9 +144,10 @@ class _FactSource:
                 if callable(f):
                     self.filters[arg] = f
         self.groups = None
+        self.name = getattr(self.optimizer.factory, "__name__", "opt")
         if args.get("param_groups") is not None:
-            self.groups = _parse_groups(args["param_groups"], getattr(self.optimizer.factory, "__name__", "opt"))
-            self.selectors = [_selector(g["params"], g["_index"], "fuse") for g in self.groups]
+            self.groups = _parse_groups(args["param_groups"], self.name)
+            self.selectors = [_selector(g["params"], g["_index"], self.name) for g in self.groups]
         self.inner = {arg: _FactSource(v, f"{self.prefix}{arg}.") for arg, v in args.items()
                       if isinstance(v, Optimizer)}
 
@@ -174,6 +175,20 @@ class _FactSource:
             out.extend(src.facts(name, leaf))
         return tuple(out)
 
+    def check_selection(self, layout: Layout) -> None:
+        """The per-leaf optimizer's selector errors (unknown names, empty groups), on the leaves of ``layout``."""
+        if self.groups is not None:
+            names = [s.name for s in layout.leaves]
+            hits = [False] * len(self.groups)
+            for b in layout.buffers:
+                g = dict(b.key).get(self.prefix + "group")
+                if g is not None:
+                    hits[g] = True
+            check_selection([g["params"] for g in self.groups], [g["_index"] for g in self.groups], hits, names,
+                            self.name)
+        for src in self.inner.values():
+            src.check_selection(layout)
+
     def rebuild_for(self, layout: Layout) -> Optimizer:
         """This optimizer rebuilt so that filters and group selectors answer per buffer of ``layout``."""
         keys = {b.name: dict(b.key) for b in layout.buffers}
@@ -188,7 +203,7 @@ class _FactSource:
                     groups.append(spec)
                     continue
                 members = [b for b, k in keys.items() if k[self.prefix + "group"] == g]
-                groups.append({**spec, "params": members or [f"<no buffer of group {g}>"]})
+                groups.append({**spec, "params": members})  # not empty: see check_selection
                 g += 1
             overrides["param_groups"] = groups
         for arg, src in self.inner.items():
@@ -293,6 +308,7 @@ def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") ->
                         f"({sorted(map(str, found))}); pack the parameters with opt.flatten(params) (or "
                         "jaxopt_ms.fused.flatten(params, opt.partition))."
                     )
+            source.check_selection(layout)
             built[layout] = source.rebuild_for(layout)
         return built[layout]
 

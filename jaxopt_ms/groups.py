@@ -15,24 +15,39 @@ MindSpore) and ``grad_centralization`` (default False). Groups must not overlap.
 updated (zero update). When any group sets ``lr`` and any learning rate is dynamic, fixed ones are quantised as
 ``f32(f32(lr + 1) - 1)``, as MindSpore does.
 
-Each group is one instance of the optimizer's chain; they are combined with ``optax.partition``.
+Each group is one instance of the optimizer's chain, run on its own leaves at their paths (dict entries of
+other groups left out, other groups' leaves inside other pytree nodes set to ``None``): the state keeps the
+parameters' paths (so sharding follows them), and costs nothing per step beyond the ungrouped optimizer's.
+``optax.partition`` would mark the other groups' leaves with ``optax.MaskedNode``, a Python-level pytree node
+that every jitted step flattens and rebuilds once per leaf and per group: a per-step dispatch cost that grows
+with the number of leaves (``benchmarks/groups.py``).
+
+Selector mistakes are errors, raised at ``init`` (and ``update``) when the tree is known: a listed name that is
+no leaf (``ValueError`` naming it and the closest real names), an invalid regular expression (``ValueError``
+naming the group and the optimizer, at construction), a group that selects no leaf (``ValueError`` naming its
+selector).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxopt_ms.names import decay_all, mindspore_decay_filter, param_names
+from jaxopt_ms.sparse import is_row_sparse
 from jaxopt_ms.transforms.learning_rate import LearningRate, resolve_learning_rate
+from jaxopt_ms.transforms.weight_decay import warn_ineffective_decay
 from jaxopt_ms.validation import check_weight_decay
 
-__all__ = ["GroupConfig", "GroupOverlapError", "with_param_groups"]
+__all__ = ["GroupConfig", "GroupOverlapError", "ParamGroupsState", "check_selection", "with_param_groups"]
 
 NameFilter = Callable[[str, Any], bool]
 _GROUP_KEYS = ("params", "lr", "weight_decay", "grad_centralization", "order_params")
@@ -57,7 +72,13 @@ def _selector(spec: Any, index: int, opt_name: str) -> Callable[[str, Any], bool
     if callable(spec):
         return spec
     if isinstance(spec, str):
-        pattern = re.compile(spec)
+        try:
+            pattern = re.compile(spec)
+        except re.error as e:
+            raise ValueError(
+                f"For '{opt_name}', the 'params' of group {index} is not a valid regular expression: {spec!r} "
+                f"({e})."
+            ) from None
         return lambda name, leaf: pattern.search(name) is not None
     if isinstance(spec, (list, tuple, set, frozenset)):
         names = list(spec)
@@ -133,6 +154,122 @@ def _check_name_lists(groups: list[dict], opt_name: str) -> None:
                 )
 
 
+def _describe(spec: Any) -> str:
+    if callable(spec):
+        return f"the callable {getattr(spec, '__qualname__', type(spec).__name__)}"
+    return repr(spec)
+
+
+def check_selection(specs: Sequence[Any], indices: Sequence[int], hits: Sequence[bool], names: Sequence[str],
+                    opt_name: str) -> None:
+    """Raises ``ValueError`` for a listed name that is no leaf of the tree (with the closest real names) and
+    for a group that selects no leaf (naming its selector). ``hits[k]``: whether group ``k`` selected a leaf."""
+    real = sorted(set(names))
+    for spec, index in zip(specs, indices):
+        if not isinstance(spec, (list, tuple, set, frozenset)):
+            continue
+        known = set(real)
+        for name in spec:
+            if name not in known:
+                close = difflib.get_close_matches(name, real, n=3, cutoff=0.6)
+                hint = f"; the closest parameter names are {close}" if close else ""
+                raise ValueError(
+                    f"For '{opt_name}', the 'params' of group {index} names the parameter {name!r}, but the "
+                    f"parameters have no leaf of that name{hint}."
+                )
+    if not names:
+        return
+    for spec, index, hit in zip(specs, indices, hits):
+        if not hit:
+            raise ValueError(
+                f"For '{opt_name}', parameter group {index} selects no parameter (its 'params' is "
+                f"{_describe(spec)})."
+            )
+
+
+class ParamGroupsState(NamedTuple):
+    """The state of each group's chain, in group order (each built on its own leaves, at their paths)."""
+
+    inner_states: tuple
+
+
+def _select(labels: Any, tree: Any, group: int) -> Any:
+    """The leaves of ``tree`` labelled ``group``, at their paths: dict entries without such a leaf are left out,
+    other leaves inside any other pytree node become ``None`` (an empty subtree)."""
+    if type(labels) is dict:
+        out = {}
+        for k, lab in labels.items():
+            sub = _select(lab, tree[k], group)
+            if sub is not None and not (type(sub) is dict and not sub):  # keep only entries with such leaves
+                out[k] = sub
+        return out
+    if isinstance(labels, int):
+        return tree if labels == group else None
+    return jax.tree.map(lambda lab, x: x if lab == group else None, labels, tree)
+
+
+def _partition(transforms: Sequence[optax.GradientTransformation], labels: Callable[[Any], Any]
+               ) -> optax.GradientTransformationExtraArgs:
+    """``optax.partition`` without ``optax.MaskedNode``: each group's chain gets only its own leaves, at their
+    paths (:func:`_select`); label ``len(transforms)``: zero update.
+
+    ``optax.MaskedNode`` is a Python NamedTuple that each jitted step flattens and rebuilds once per leaf and
+    per group (dispatch cost, not compute); dropped dict entries and ``None`` cost nothing or next to nothing.
+    """
+    transforms = [optax.with_extra_args_support(t) for t in transforms]
+
+    def init_fn(params):
+        tree_labels = labels(params)
+        return ParamGroupsState(tuple(t.init(_select(tree_labels, params, i)) for i, t in enumerate(transforms)))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        tree_labels = labels(updates)
+        label_leaves, treedef = jax.tree.flatten(tree_labels)
+        values = treedef.flatten_up_to(updates)
+        new: list[Any] = [None] * len(values)
+        new_states = []
+        for i, (t, s) in enumerate(zip(transforms, state.inner_states)):
+            p = None if params is None else _select(tree_labels, params, i)
+            u, s = t.update(_select(tree_labels, updates, i), s, p, **extra_args)
+            members = [k for k, lab in enumerate(label_leaves) if lab == i]  # in flatten order, as selected
+            for k, leaf in zip(members, jax.tree.structure(_select(tree_labels, tree_labels, i)).flatten_up_to(u)):
+                new[k] = leaf
+            new_states.append(s)
+        for k, lab in enumerate(label_leaves):
+            if lab >= len(transforms):  # a leaf in no group is not updated
+                new[k] = jax.tree.map(jnp.zeros_like, values[k])
+        return treedef.unflatten(new), ParamGroupsState(tuple(new_states))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _constant(lr: LearningRate, wd: Any) -> tuple[float, float] | None:
+    """``(lr, wd)`` as floats when both are known at construction (the largest lr of a per-step list)."""
+    if callable(wd) or lr.kind == "schedule":
+        return None
+    try:
+        return float(np.max(np.asarray(lr.value, np.float64))), float(wd)
+    except (TypeError, jax.errors.ConcretizationTypeError):  # a traced value: nothing to decide from
+        return None
+
+
+def _warn_at_init(tx: optax.GradientTransformation, entries: list, opt_name: str
+                  ) -> optax.GradientTransformationExtraArgs:
+    """``tx`` whose first ``init`` warns about decayed 16-bit leaves that decay cannot change."""
+    tx = optax.with_extra_args_support(tx)
+    if not entries:
+        return tx
+    done = [False]
+
+    def init_fn(params):
+        if not done[0]:
+            done[0] = True
+            warn_ineffective_decay(params, entries, opt_name)
+        return tx.init(params)
+
+    return optax.GradientTransformationExtraArgs(init_fn, tx.update)
+
+
 def with_param_groups(
     build: Callable[[GroupConfig], optax.GradientTransformation],
     *,
@@ -156,7 +293,10 @@ def with_param_groups(
     default_lr = resolve_learning_rate(learning_rate, opt_name)
     default_wd = check_weight_decay(weight_decay, opt_name, allow_schedule=allow_dynamic_weight_decay)
     if param_groups is None:
-        return build(GroupConfig(default_lr, default_wd, False, decay_filter or mindspore_decay_filter))
+        decays = decay_filter or mindspore_decay_filter
+        fixed = _constant(default_lr, default_wd)
+        return _warn_at_init(build(GroupConfig(default_lr, default_wd, False, decays)),
+                             [(decays, *fixed)] if fixed else [], opt_name)
 
     groups = _parse_groups(param_groups, opt_name)
     selectors = [_selector(g["params"], g["_index"], opt_name) for g in groups]
@@ -183,14 +323,22 @@ def with_param_groups(
             )
         configs.append(GroupConfig(lr, wd, gc, decay_filter or decay_all, g["_index"]))
 
-    transforms = {cfg.index: build(cfg) for cfg in configs}
+    transforms = [build(cfg) for cfg in configs]
+    entries = []
+    for sel, cfg in zip(selectors, configs):
+        fixed = _constant(cfg.learning_rate, cfg.weight_decay)
+        if fixed:
+            entries.append((lambda n, x, _s=sel, _f=cfg.decay_filter: bool(_s(n, x)) and bool(_f(n, x)), *fixed))
     unselected = len(configs)
-    transforms[unselected] = optax.set_to_zero()
+    specs = [g["params"] for g in groups]
+    indices = [g["_index"] for g in groups]
 
     def labels(tree: Any) -> Any:
         seen = [False] * len(selectors)
+        names: list[str] = []
 
         def label(name: str, leaf: Any) -> int:
+            names.append(name)
             hits = [i for i, sel in enumerate(selectors) if sel(name, leaf)]
             if len(hits) > 1:
                 raise GroupOverlapError(
@@ -202,10 +350,8 @@ def with_param_groups(
                 return hits[0]
             return unselected
 
-        out = jax.tree.map(label, param_names(tree), tree)
-        empty = [i for i, s in enumerate(seen) if not s]
-        if empty and jax.tree.leaves(tree):
-            raise ValueError(f"For '{opt_name}', parameter group(s) {empty} select no parameter.")
+        out = jax.tree.map(label, param_names(tree), tree, is_leaf=is_row_sparse)
+        check_selection(specs, indices, seen, names, opt_name)
         return out
 
-    return optax.partition(transforms, labels)
+    return _warn_at_init(_partition(transforms, labels), entries, opt_name)

@@ -82,15 +82,43 @@ def flax_decay_filter(name: str, leaf: Any = None) -> bool:
     return last not in ("bias", "scale")
 
 
-def equinox_decay_filter(name: str, leaf: Any = None) -> bool:
-    """For Equinox models: decay ``weight`` leaves of rank >= 2, skip biases and norm weights (rank 1).
+_EQUINOX_NORMS = ("LayerNorm", "GroupNorm", "RMSNorm", "BatchNorm")
 
-    Equinox names both linear/conv and LayerNorm parameters ``weight``/``bias``, so the rank decides.
+
+def equinox_decay_filter(name_or_model: Any, leaf: Any = None) -> Any:
+    """For Equinox models: decay weights, skip biases and the parameters of normalisation layers.
+
+    Two forms:
+
+    - ``equinox_decay_filter(model)`` (recommended) returns a filter that decides by the *module*: leaves inside
+      an ``eqx.nn.LayerNorm`` / ``GroupNorm`` / ``RMSNorm`` / ``BatchNorm`` of ``model`` and every ``bias``
+      are not decayed, every other leaf is. Right for norms of any shape (``eqx.nn.LayerNorm((3, 4))``).
+    - ``equinox_decay_filter(name, leaf)`` is itself a filter that decides by the name and the rank, as the
+      tree of arrays alone allows: ``bias`` is skipped and a ``weight`` is decayed iff its rank is >= 2.
+      Equinox names linear/conv and norm parameters alike (``weight``/``bias``), so a norm over several axes
+      (rank-2 weight) *is* decayed by this form; build the filter from the model to avoid that.
+
+    Example:
+        >>> opt = jaxopt_ms.adamw(1e-3, weight_decay=1e-2, decay_filter=jaxopt_ms.equinox_decay_filter(model))
     """
-    if _last(name) == "bias":
-        return False
-    ndim = getattr(leaf, "ndim", None)
-    return ndim is None or ndim >= 2
+    if isinstance(name_or_model, str):
+        if _last(name_or_model) == "bias":
+            return False
+        ndim = getattr(leaf, "ndim", None)
+        return ndim is None or ndim >= 2
+    import equinox as eqx  # only for a model, which needs equinox anyway
+
+    norms = tuple(getattr(eqx.nn, n) for n in _EQUINOX_NORMS if hasattr(eqx.nn, n))
+    found = jax.tree_util.tree_flatten_with_path(name_or_model, is_leaf=lambda x: isinstance(x, norms))[0]
+    prefixes = tuple(path_name(path) for path, x in found if isinstance(x, norms))
+
+    def decay(name: str, leaf: Any = None) -> bool:
+        if _last(name) == "bias":
+            return False
+        return not any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
+
+    decay.__qualname__ = decay.__name__ = "equinox_decay_filter(model)"
+    return decay
 
 
 def decay_all(name: str, leaf: Any = None) -> bool:

@@ -14,6 +14,16 @@ Fixed shapes under ``jax.jit``: the number of entries is static, so a batch with
 outside ``[0, dense_shape[0])`` means "no row": its value is ignored everywhere (scatter with ``mode='drop'``,
 gather with a zero fill). :func:`coalesce` returns the unique rows sorted, padded with the fill index.
 
+Inside Optax chains. A RowSparse's pytree children are its ``values`` and its ``indices``, the latter held as an
+array of a dedicated dtype (``key<RowSparse.indices: ...>``, a JAX extended dtype that accepts no arithmetic)
+and read back as ``int32`` through :attr:`RowSparse.indices`. So an Optax transform that maps arithmetic over
+every leaf (``optax.global_norm``, ``clip_by_global_norm``, ``scale``, ``add_noise``, ...) cannot silently treat
+row numbers as gradient entries: it raises a ``TypeError`` naming ``RowSparse.indices`` and
+:func:`on_values`, the fix. ``on_values(transform)`` runs ``transform`` on the deduplicated values (the norm of a
+RowSparse is the norm of its densified sum, duplicates included), and :func:`global_norm` is ``optax.global_norm``
+with that rule. Transforms that only select or copy leaves (``apply_if_finite``, ``MultiSteps``, ``masked``,
+``zero_nans``) work on a RowSparse as they are.
+
 Getting such a gradient from an embedding lookup without ever materialising the dense table gradient::
 
     def loss_fn(params, ids, labels):
@@ -34,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -44,8 +55,10 @@ __all__ = [
     "densify",
     "embedding_lookup",
     "gather_rows",
+    "global_norm",
     "is_row_sparse",
     "map_values",
+    "on_values",
     "reject_row_sparse",
     "row_mask",
     "scatter_add",
@@ -56,22 +69,59 @@ __all__ = [
 ]
 
 
+def _not_random(*args: Any, **kwargs: Any):
+    raise TypeError("RowSparse indices are row numbers, not random keys.")
+
+
+# An extended dtype for the row numbers: it accepts no arithmetic, so an Optax transform mapped over a gradient
+# pytree raises on it (its name says what to do) instead of scaling or squaring row numbers as if they were values.
+_INDEX_DTYPE_TAG = "RowSparse.indices: apply this Optax transform through jaxopt_ms.sparse.on_values"
+_INDEX_IMPL = jax.extend.random.define_prng_impl(
+    key_shape=(1,), seed=_not_random, split=_not_random, random_bits=_not_random, fold_in=_not_random,
+    name="RowSparse.indices", tag=_INDEX_DTYPE_TAG)
+
+
+_INDEX_DTYPE_NAME = f"key<{_INDEX_DTYPE_TAG}>"
+
+
+def _is_index_array(x: Any) -> bool:
+    return str(getattr(x, "dtype", "")) == _INDEX_DTYPE_NAME
+
+
+def _to_index_array(indices: Any) -> Any:
+    """int row numbers -> the opaque index array (an int32 bit pattern per entry, negatives kept)."""
+    if _is_index_array(indices):
+        return indices
+    indices = jnp.asarray(indices)
+    if not jnp.issubdtype(indices.dtype, jnp.integer):
+        raise TypeError(f"RowSparse: 'indices' must be integers, but got dtype {indices.dtype}.")
+    bits = jax.lax.bitcast_convert_type(indices.astype(jnp.int32), jnp.uint32)
+    return jax.random.wrap_key_data(bits[..., None], impl=_INDEX_IMPL)
+
+
+def _from_index_array(keys: Any) -> Any:
+    if not _is_index_array(keys):
+        return keys  # a placeholder of jax's pytree internals
+    return jax.lax.bitcast_convert_type(jax.random.key_data(keys)[..., 0], jnp.int32)
+
+
 class RowSparse:
     """Rows ``indices`` of a dense ``dense_shape`` tensor, with values ``values`` (MindSpore's ``RowTensor``).
 
-    A pytree node: ``indices`` (int, shape ``(n,)``) and ``values`` (shape ``(n, *dense_shape[1:])``) are its
-    children, ``dense_shape`` (a tuple of ints, rank >= 2) is static. Duplicate indices mean a sum; an index
+    A pytree node: ``indices`` (int, shape ``(n,)``; a child of an arithmetic-free dtype, read as ``int32``, see
+    the module docstring) and ``values`` (shape ``(n, *dense_shape[1:])``) are its children, ``dense_shape``
+    (a tuple of ints, rank >= 2) is static. Duplicate indices mean a sum; an index
     outside ``[0, dense_shape[0])`` (conventionally :attr:`fill_index` ``= dense_shape[0]``) is padding.
 
     ``params + rs`` (and ``optax.apply_updates``) scatter-adds the rows into the dense array; ``rs + rs``
     concatenates the entries; ``scalar * rs`` scales the values.
     """
 
-    __slots__ = ("indices", "values", "dense_shape")
+    __slots__ = ("_index_array", "values", "dense_shape")
     __array_ufunc__ = None  # numpy defers `ndarray + RowSparse` to __radd__
 
     def __init__(self, indices: Any, values: Any, dense_shape: Sequence[int]):
-        self.indices = indices
+        self._index_array = _to_index_array(indices)
         self.values = values
         self.dense_shape = tuple(int(d) for d in dense_shape)
         if len(self.dense_shape) < 2:
@@ -84,6 +134,11 @@ class RowSparse:
                     f"(n, {', '.join(map(str, self.dense_shape[1:]))}), but got indices {tuple(i_shape)} and "
                     f"values {tuple(v_shape)}."
                 )
+
+    @property
+    def indices(self) -> jax.Array:
+        """The row numbers, ``int32`` of shape ``(n,)``."""
+        return _from_index_array(self._index_array)
 
     # array-like metadata, so name filters and shape rules see the dense leaf this gradient stands for
     @property
@@ -112,18 +167,18 @@ class RowSparse:
     def __mul__(self, scalar: Any) -> RowSparse:
         if isinstance(scalar, RowSparse) or np.ndim(scalar) != 0:
             return NotImplemented
-        return RowSparse(self.indices, self.values * scalar, self.dense_shape)
+        return RowSparse(self._index_array, self.values * scalar, self.dense_shape)
 
     __rmul__ = __mul__
 
     def __neg__(self) -> RowSparse:
-        return RowSparse(self.indices, -self.values, self.dense_shape)
+        return RowSparse(self._index_array, -self.values, self.dense_shape)
 
     def __add__(self, other: Any) -> Any:
         if isinstance(other, RowSparse):
             if other.dense_shape != self.dense_shape:
                 raise ValueError(f"RowSparse: cannot add dense shapes {self.dense_shape} and {other.dense_shape}.")
-            return RowSparse(jnp.concatenate([self.indices, other.indices]),
+            return RowSparse(jnp.concatenate([self._index_array, other._index_array]),
                              jnp.concatenate([self.values, other.values]), self.dense_shape)
         return scatter_add(other, self)
 
@@ -132,19 +187,19 @@ class RowSparse:
 
 
 def _flatten_with_keys(rs: RowSparse):
-    return ((jax.tree_util.GetAttrKey("indices"), rs.indices), (jax.tree_util.GetAttrKey("values"), rs.values)), \
-        rs.dense_shape
+    return ((jax.tree_util.GetAttrKey("indices"), rs._index_array),
+            (jax.tree_util.GetAttrKey("values"), rs.values)), rs.dense_shape
 
 
 def _unflatten(dense_shape, children) -> RowSparse:
     obj = object.__new__(RowSparse)  # no validation: jax unflattens with placeholders (None, object(), specs)
-    obj.indices, obj.values = children
+    obj._index_array, obj.values = children
     obj.dense_shape = dense_shape
     return obj
 
 
 jax.tree_util.register_pytree_with_keys(
-    RowSparse, _flatten_with_keys, _unflatten, lambda rs: ((rs.indices, rs.values), rs.dense_shape)
+    RowSparse, _flatten_with_keys, _unflatten, lambda rs: ((rs._index_array, rs.values), rs.dense_shape)
 )
 
 
@@ -156,7 +211,7 @@ def is_row_sparse(x: Any) -> bool:
 def map_values(fn: Callable[[jax.Array], jax.Array], g: Any) -> Any:
     """``fn(g)`` for a dense leaf; ``fn`` applied to the values of a :class:`RowSparse` (same rows)."""
     if isinstance(g, RowSparse):
-        return RowSparse(g.indices, fn(g.values), g.dense_shape)
+        return RowSparse(g._index_array, fn(g.values), g.dense_shape)
     return fn(g)
 
 
@@ -241,6 +296,50 @@ def coalesce(g: RowSparse) -> RowSparse:
     values = jax.ops.segment_sum(g.values, inverse.reshape(-1), num_segments=n)
     keep = (unique < rows).reshape((n,) + (1,) * (values.ndim - 1))
     return RowSparse(unique, jnp.where(keep, values, jnp.zeros_like(values)), g.dense_shape)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """``optax.global_norm`` for a gradient pytree that may hold :class:`RowSparse` leaves: a RowSparse counts
+    as its densified sum (duplicate rows summed first), its indices not at all. ``sqrt(sum_leaves sum(g**2))``."""
+    leaves = [coalesce(x).values if isinstance(x, RowSparse) else x
+              for x in jax.tree.leaves(tree, is_leaf=is_row_sparse)]
+    return optax.tree.norm(leaves)
+
+
+def on_values(transform: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """``transform`` applied to a gradient pytree whose :class:`RowSparse` leaves it sees as their values.
+
+    Each RowSparse is deduplicated first (:func:`coalesce`: unique rows, each with the sum of its entries, zero
+    padding), so that element-wise rules and norms over its values are those of its densified sum:
+    ``on_values(optax.clip_by_global_norm(1.0))`` clips by the dense gradient's norm, ``on_values(optax.scale(s))``
+    scales, ``on_values(optax.add_noise(...))`` adds noise to the touched rows. The result is a RowSparse of the
+    same unique rows. Dense leaves pass through as they are. ``params`` (if given) reach ``transform`` as the
+    touched rows (``param[indices]``, zeros for padding).
+
+    For transforms whose state does not follow the parameters' shapes (norm clipping, scaling, schedules, noise,
+    ``apply_if_finite``): the shape of a RowSparse's values is not known at ``init``, so a transform with
+    per-parameter state (``optax.trace``) fails on its first sparse update; put it after the sparse optimizer.
+    """
+    transform = optax.with_extra_args_support(transform)
+
+    def init_fn(params):
+        return transform.init(params)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        leaves, treedef = jax.tree.flatten(updates, is_leaf=is_row_sparse)
+        leaves = [coalesce(x) if isinstance(x, RowSparse) else x for x in leaves]
+        seen = treedef.unflatten([x.values if isinstance(x, RowSparse) else x for x in leaves])
+        if params is not None:
+            p_leaves = treedef.flatten_up_to(params)
+            params = treedef.unflatten([gather_rows(p, x.indices) if isinstance(x, RowSparse) else p
+                                        for p, x in zip(p_leaves, leaves)])
+        new, state = transform.update(seen, state, params, **extra_args)
+        new_leaves = treedef.flatten_up_to(new)
+        out = [RowSparse(x._index_array, v, x.dense_shape) if isinstance(x, RowSparse) else v
+               for x, v in zip(leaves, new_leaves)]
+        return treedef.unflatten(out), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def reject_row_sparse(opt_name: str) -> optax.GradientTransformation:

@@ -7,11 +7,20 @@ centralization and before loss-scale division, so that after division the effect
 
 A :class:`~jaxopt_ms.sparse.RowSparse` gradient gets ``values += w[indices] * wd`` per entry, before
 deduplication: a row listed twice is decayed twice, untouched rows are not decayed (reference §2.4).
+
+State: a constant weight decay keeps none (``optax.EmptyState``), so that ``optax.tree_utils.tree_get(state,
+'count')`` finds the optimizer's one step count; a dynamic one counts its steps (:class:`AddDecayedWeightsState`).
+
+Low precision: ``w - lr * wd * w`` rounds back to ``w`` whenever ``lr * wd`` is below a quarter of the dtype's
+machine epsilon (half the spacing between neighbouring values, relative to ``|w|``): bfloat16 needs
+``lr * wd >= 2**-9``, float16 ``>= 2**-12``. :func:`warn_ineffective_decay` warns about such leaves at ``init``;
+keep float32 master weights (``jaxopt_ms.loss_scale.master_weights``) to decay them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -23,7 +32,8 @@ from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, param_names
 from jaxopt_ms.sparse import RowSparse, gather_rows, is_row_sparse
 
-__all__ = ["AddDecayedWeightsState", "add_decayed_weights", "leaf_mask"]
+__all__ = ["AddDecayedWeightsState", "add_decayed_weights", "decay_cannot_change", "leaf_mask",
+           "warn_ineffective_decay"]
 
 NameFilter = Callable[[str, Any], bool]
 
@@ -70,6 +80,8 @@ def add_decayed_weights(
 
     def init_fn(params):
         del params
+        if not dynamic:  # nothing to count: one 'count' in the optimizer's state (optax.tree_utils.tree_get)
+            return optax.EmptyState()
         return AddDecayedWeightsState(count=jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None):
@@ -81,6 +93,52 @@ def add_decayed_weights(
         mask = leaf_mask(params, decay_filter)
         updates = jax.tree.map(lambda g, w, m: _decay(g, w, wd) if m else g, updates, params, mask,
                                is_leaf=is_row_sparse)
+        if not dynamic:
+            return updates, state
         return updates, AddDecayedWeightsState(optax.safe_int32_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def decay_cannot_change(dtype: Any, step: float) -> bool:
+    """Whether ``w - step * w`` rounds back to ``w`` for every normal ``w`` of a 16-bit float ``dtype``.
+
+    In ``[2**e, 2**(e+1))`` the spacing is ``eps * 2**e > eps * |w| / 2``; round-to-nearest keeps ``w`` when
+    ``step * |w|`` is under half of it, which holds for all ``w`` iff ``step < eps / 4``.
+    """
+    dtype = np.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize > 2:
+        return False
+    return 0.0 < step < float(jnp.finfo(dtype).eps) / 4
+
+
+def warn_ineffective_decay(params: Any, groups: Sequence[tuple[Callable[[str, Any], bool], float, float]],
+                           opt_name: str) -> None:
+    """Warns (``UserWarning``, once per call) about the decayed 16-bit leaves that weight decay cannot change.
+
+    Args:
+        params: the parameter pytree (arrays, tracers or ShapeDtypeStructs: only dtypes are read).
+        groups: ``(selects(name, leaf), learning_rate, weight_decay)`` for each constant (lr, wd) pair; a leaf
+            is decayed with ``lr * wd`` by the first group that selects it.
+        opt_name: the optimizer, for the message.
+    """
+    stuck: list[str] = []
+    names = jax.tree.leaves(param_names(params))
+    leaves = jax.tree.leaves(params, is_leaf=is_row_sparse)
+    for name, leaf in zip(names, leaves):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            continue
+        for selects, lr, wd in groups:
+            if selects(name, leaf):
+                if decay_cannot_change(dtype, lr * wd):
+                    stuck.append(f"{name} ({np.dtype(dtype).name}, lr * weight_decay = {lr * wd:.3g})")
+                break
+    if stuck:
+        shown = ", ".join(stuck[:5]) + (f" and {len(stuck) - 5} more" if len(stuck) > 5 else "")
+        warnings.warn(
+            f"For '{opt_name}', weight decay cannot change these low-precision parameters: {shown}; "
+            f"w - lr * weight_decay * w rounds back to w when lr * weight_decay is below a quarter of the dtype's "
+            f"epsilon. Keep float32 master weights (jaxopt_ms.loss_scale.master_weights) to decay them.",
+            UserWarning, stacklevel=4,  # the caller of opt.init
+        )
