@@ -473,6 +473,11 @@ def _contains(tree: Any, types: tuple) -> bool:
     return bool(found)
 
 
+def _absent(buffer: Any) -> bool:
+    """A fused buffer that belongs to another parameter group (``None``, or optax's ``MaskedNode``)."""
+    return buffer is None or isinstance(buffer, optax.MaskedNode)
+
+
 def _walk(node: Any, fn: Callable[[_Field, Any, str], Any], where: str, rmsprop: bool) -> Any:
     """Rebuilds the state ``node``, calling ``fn(field, value, where)`` on every field the table maps."""
     if type(node) in _UNSUPPORTED:
@@ -495,7 +500,7 @@ def _walk(node: Any, fn: Callable[[_Field, Any, str], Any], where: str, rmsprop:
         return type(node)(_walk(v, fn, f"{where}[{i}]", rmsprop) for i, v in enumerate(node))
     if isinstance(node, dict):
         return {k: _walk(v, fn, f"{where}[{k!r}]", rmsprop) for k, v in node.items()}
-    if node is None or isinstance(node, optax.MaskedNode):
+    if _absent(node):
         return node
     raise ValueError(f"mindspore_checkpoint: the state field {where or 'state'} (type {type(node).__name__}) has no "
                      "MindSpore counterpart in this module's table.")
@@ -660,10 +665,10 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
             return jnp.asarray(found.pop(), value.dtype)
         # per-parameter arrays
         if isinstance(value, FlatParams):
-            buffers = [b if isinstance(b, optax.MaskedNode) else np.array(b) for b in value.buffers]
+            buffers = [b if _absent(b) else np.array(b) for b in value.buffers]
             for slot in value.layout.leaves:
                 buf = buffers[slot.buffer]
-                if isinstance(buf, optax.MaskedNode):
+                if _absent(buf):
                     continue  # a buffer of another parameter group
                 name = field.ms + slot.name
                 got = take(name)
@@ -676,7 +681,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
                                          f"({first}), which the fused state holds as one value.")
                     continue
                 buf[slot.offset:slot.offset + slot.size] = got.reshape(-1)
-            return FlatParams(tuple(b if isinstance(b, optax.MaskedNode) else jnp.asarray(b) for b in buffers),
+            return FlatParams(tuple(b if _absent(b) else jnp.asarray(b) for b in buffers),
                               value.layout)
 
         def one(path, leaf):
@@ -735,7 +740,7 @@ def to_mindspore(optimizer: optax.GradientTransformation, params: Any, state: An
         elif field.kind == "param":
             if isinstance(value, FlatParams):
                 for slot in value.layout.leaves:
-                    if isinstance(value.buffers[slot.buffer], optax.MaskedNode):
+                    if _absent(value.buffers[slot.buffer]):
                         continue
                     buf = np.asarray(value.buffers[slot.buffer])
                     arr = buf.reshape(1) if buf.ndim == 0 else buf[slot.offset:slot.offset + slot.size]
