@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._flat import buffer_tree, from_buffer_tree, is_flat, leaf_means
+from jaxopt_ms._float32 import f32, one_minus
 from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
@@ -145,7 +146,9 @@ def adafactor_finish(d, p, exp_avg, p_rms, d_rms, *, lr, clip_threshold: float, 
     lr_t = jnp.asarray(lr_t, p.dtype)
     d = d / jnp.maximum(d_rms / clip_threshold, 1.0) * lr_t
     if beta1 > 0:
-        exp_avg = (exp_avg.astype(p.dtype) * beta1 + d * (1.0 - beta1)).astype(exp_avg.dtype)
+        # MindSpore: exp_avg * beta1 + update * (1 - beta1), beta1 a float32 tensor
+        exp_avg = (exp_avg.astype(p.dtype) * f32(beta1).astype(p.dtype) + d * one_minus(beta1, p.dtype)
+                   ).astype(exp_avg.dtype)
         d = exp_avg.astype(p.dtype)
     if weight_decay > 0:
         p = p + p * -weight_decay * lr_t

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._float32 import one_minus
 from jaxopt_ms._tree import unzip
 
 __all__ = ["ScaleBySgdState", "scale_by_sgd", "sgd_direction"]
@@ -26,7 +27,8 @@ def sgd_direction(g, accum, first, momentum: float, dampening: float, nesterov: 
     ``accum = g`` on the first update (no dampening), else ``momentum * accum + (1 - dampening) * g``;
     the direction is ``g + momentum * accum`` (nesterov) or ``accum``.
     """
-    new_accum = jnp.where(first, g, momentum * accum + (1.0 - dampening) * g).astype(accum.dtype)
+    # SGD kernel: dampening a float attribute, 1 - dampening computed in float32
+    new_accum = jnp.where(first, g, momentum * accum + one_minus(dampening, accum.dtype) * g).astype(accum.dtype)
     direction = g + momentum * new_accum if nesterov else new_accum
     return direction.astype(g.dtype), new_accum
 
