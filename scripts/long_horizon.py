@@ -29,8 +29,12 @@ from triage_float64 import cases_of, triage  # noqa: E402
 
 def table(folder: str, marks: list[int]) -> str:
     rows: dict[str, list[dict]] = {}
+    errors: dict[str, str] = {}
     for case in cases_of(sorted(glob.glob(os.path.join(folder, "*.npz")))):
-        rows.setdefault(case.config["optimizer"], []).append(triage(case))
+        try:
+            rows.setdefault(case.config["optimizer"], []).append(triage(case))
+        except Exception as e:  # a case jaxopt_ms cannot build or run is a finding too
+            errors[case.name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
     head = "| optimizer | " + " | ".join(f"≤ step {m}: jax-ms / jax-f64 / ms-f64" for m in marks) + " | verdict |"
     lines = [head, "|" + "---|" * (len(marks) + 2)]
     for optimizer, results in rows.items():
@@ -40,6 +44,7 @@ def table(folder: str, marks: list[int]) -> str:
             cells.append(" / ".join(f"{w:.2g}" for w in worst))
         verdicts = sorted({r["verdict"] for r in results})
         lines.append(f"| {optimizer} | " + " | ".join(cells) + f" | {', '.join(verdicts)} |")
+    lines += [f"\n{name}: {error}" for name, error in errors.items()]
     return "\n".join(lines)
 
 
