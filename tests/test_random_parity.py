@@ -1,13 +1,15 @@
 """Randomized differential parity: hundreds of MindSpore 2.10 (CPU) trajectories, replayed per leaf and fused.
 
-The cases (tests/fixtures/random/<optimizer>.npz) come from scripts/mindspore_fixtures/random_cases.py with a fixed
-seed: random optimizers, flags, hyperparameters, learning-rate forms, parameter groups, loss scales, leaf shapes and
-gradient magnitudes (see that script for what it draws and for the CPU-kernel bugs whose documented formula it
-records instead). Each case is replayed un-jitted per leaf and through ``jaxopt_ms.fused.fuse`` (un-jitted too: a
-few hundred distinct optimizers would otherwise cost a few hundred compiles), and every leaf after every step must
-satisfy ``|got - want| <= 1e-6 + 1e-5 |want|``; ``jaxopt_ms.current_lr`` before every step must equal MindSpore's
-``get_lr()``. The cases that use a learning-rate schedule also run jitted per leaf (XLA rewrites divisions by
-constants, which schedules must survive).
+The cases come from scripts/mindspore_fixtures/random_cases.py (tests/fixtures/random/<optimizer>.npz: seed 16,
+16 cases per optimizer; adam_seed17.npz: seed 17's six Adam cases, among them ``adam(use_lazy=True)`` with a
+dynamic group weight decay): random optimizers, flags, hyperparameters, learning-rate forms, parameter groups,
+loss scales, leaf shapes and gradient magnitudes (see that script for what it draws and for the CPU-kernel bugs
+whose documented formula it records instead). Each case is replayed un-jitted per leaf and through
+``jaxopt_ms.fused.fuse`` (un-jitted too: a few hundred distinct optimizers would otherwise cost a few hundred
+compiles; the leaf shapes come from a few fixed models, so the eager kernels are compiled once and shared), and
+every leaf after every step must satisfy ``|got - want| <= 1e-6 + 1e-5 |want|``; ``jaxopt_ms.current_lr`` before
+every step must equal MindSpore's ``get_lr()``. The first cases using each learning-rate schedule also run jitted
+per leaf (XLA rewrites divisions by constants, which schedules must survive).
 
 A case that fails here is triaged with ``scripts/triage_float64.py`` (float32 rounding noise or a formula
 difference). The live test (``-m mindspore``) draws a fresh seed with MindSpore itself and replays it.
