@@ -30,7 +30,7 @@ A case's ``config`` is the jaxopt_ms call: ``optimizer``, ``kwargs``, ``groups``
 ``{"schedule": name, ...}`` (``jaxopt_ms.schedules``), ``{"dynamic_lr": name, ...}`` (``jaxopt_ms.dynamic_lr``),
 ``{"array": x}`` (a Tensor), ``{"optimizer": ...}`` (LARS's wrapped optimizer). Run from the repository root::
 
-    /path/to/mindspore/python scripts/mindspore_fixtures/random_cases.py --seed 16 --per-optimizer 12 \
+    /path/to/mindspore/python scripts/mindspore_fixtures/random_cases.py --seed 16 --per-optimizer 16 \
         --out tests/fixtures/random
 """
 
