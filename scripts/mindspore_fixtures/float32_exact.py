@@ -226,6 +226,22 @@ def hyperparameter_cases() -> None:
     trajectory_case("asgd_schedule", "asgd", dict(lambd=0.3, alpha=0.6, t0=2.0), schedule=POLY)
     trajectory_case("rprop", "rprop", dict(learning_rate=0.1, etas=[0.3, 1.7], step_sizes=[1e-3, 0.7],
                                            weight_decay=0.01))
+    # Large gradients / steps, so that 1 - decay, 1 - beta1 and 1 - dampening reach the trajectory.
+    trajectory_case("rmsprop_centered_large_grad", "rmsprop", dict(learning_rate=0.01, decay=0.9999, momentum=0.5,
+                                                                   centered=True), grad_scale=300.0)
+    trajectory_case("adafactor_beta1_large_lr", "adafactor", dict(learning_rate=100.0, relative_step=False,
+                                                                  scale_parameter=False, beta1=0.999))
+    # A zero first gradient: MindSpore's first SGD step takes the gradient undamped, so the steps that follow
+    # are all (1 - dampening) g (times 1000).
+    rng = np.random.RandomState(3)
+    p0 = {k: rng.randn(*s).astype(np.float32) for k, s in SHAPES.items()}
+    grads = [{k: np.zeros_like(v) for k, v in p0.items()}]
+    grads += [{k: rng.randn(*v.shape).astype(np.float32) for k, v in p0.items()} for _ in range(7)]
+    trajectory_case("sgd_dampening_near_one", "sgd", dict(learning_rate=1000.0, momentum=0.1, dampening=0.9999),
+                    params0=p0, grads=grads)
+    trajectory_case("adam_weight_decay_default_betas", "adam_weight_decay", dict(learning_rate=0.1), steps=8)
+    trajectory_case("adam_offload_beta2_9999", "adam_offload", dict(beta1=0.99, beta2=0.9999, **ls),
+                    grad_scale=8.0, schedule=COSINE)
     trajectory_case("momentum_groups", "momentum", dict(learning_rate=0.1, momentum=0.9, weight_decay=0.01,
                                                         loss_scale=3.0),
                     groups=[{"params": WEIGHTS, "lr": "schedule", "weight_decay": 0.07}, {"params": REST, "lr": 0.03}],
