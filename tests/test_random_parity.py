@@ -56,17 +56,9 @@ NOISE = {
     "adagrad_16_008": "jax32-f64 0.21, ms-f64 1.85, ulp-f64 3.08; jax32-ms 1.64",
     "lars_16_001": "jax32-f64 3.11, ms-f64 4.78, ulp-f64 2.14; jax32-ms 1.68",
 }
-# Known limitation (strict xfail): FTRL computes the new parameter, optax applies updates as deltas, and
-# p + (new_p - p) cannot round to new_p when |new_p| << |p| (jax32-f64 10.3 at step 18, ms-f64 0.07).
-DELTA_FORM = {"ftrl_16_003"}
-
-
 def _params(cases: list[Case]) -> list:
-    marks = lambda c: ([pytest.mark.xfail(reason=f"float32 rounding noise: {NOISE[c.name]}", strict=False)]  # noqa: E731
-                       if c.name in NOISE else
-                       [pytest.mark.xfail(reason="p + (new_p - p) != new_p in float32", strict=True)]
-                       if c.name in DELTA_FORM else [])
-    return [pytest.param(c, id=c.name, marks=marks(c)) for c in cases]
+    noise = lambda c: [pytest.mark.xfail(reason=f"float32 rounding noise: {NOISE[c.name]}", strict=False)]  # noqa: E731
+    return [pytest.param(c, id=c.name, marks=noise(c) if c.name in NOISE else []) for c in cases]
 
 
 def lr_expected(case: Case, step: int) -> dict[str, float]:
