@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from parity import Case, assert_trajectory, case_paths, load_case, run_trajectory
@@ -14,10 +16,33 @@ import jaxopt_ms
 _TUPLE_ARGS = {"etas", "step_sizes", "eps"}
 
 
+def decode(spec):
+    """A tagged config value: ``{"schedule": name, ...}`` (``jaxopt_ms.schedules``), ``{"dynamic_lr": name, ...}``
+    (``jaxopt_ms.dynamic_lr``), ``{"array": x}`` (a float32 array), ``{"optimizer": ...}`` (a nested config, LARS's
+    wrapped optimizer); anything else as it is."""
+    if isinstance(spec, dict):
+        if "schedule" in spec:
+            return getattr(jaxopt_ms.schedules, spec["schedule"])(**{k: v for k, v in spec.items() if k != "schedule"})
+        if "dynamic_lr" in spec:
+            return getattr(jaxopt_ms.dynamic_lr, spec["dynamic_lr"])(
+                **{k: v for k, v in spec.items() if k != "dynamic_lr"})
+        if "array" in spec:
+            return jnp.asarray(np.asarray(spec["array"], np.float32))
+        if "optimizer" in spec:
+            return build(spec)
+    return spec
+
+
 def build(config: dict):
-    """The optimizer a fixture's ``config`` describes: ``optimizer``, ``kwargs``, ``groups``."""
-    kwargs = {k: tuple(v) if k in _TUPLE_ARGS and isinstance(v, list) else v for k, v in config["kwargs"].items()}
-    return getattr(jaxopt_ms, config["optimizer"])(**kwargs, param_groups=config.get("groups"))
+    """The optimizer a fixture's ``config`` describes: ``optimizer``, ``kwargs``, ``groups`` (tagged values
+    decoded by :func:`decode`)."""
+    kwargs = {k: tuple(v) if k in _TUPLE_ARGS and isinstance(v, list) else decode(v)
+              for k, v in config["kwargs"].items()}
+    groups = config.get("groups")
+    if groups is not None:
+        groups = [{k: (v if k == "params" else decode(v)) for k, v in g.items()} for g in groups]
+    extra = {} if groups is None else {"param_groups": groups}  # LARS takes no param_groups
+    return getattr(jaxopt_ms, config["optimizer"])(**kwargs, **extra)
 
 
 def replay(path: str, jit: bool = True, in_chain: bool = False, rtol: float = 1e-5, atol: float = 1e-6) -> Case:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
@@ -44,20 +46,58 @@ def load_case(path: str) -> Case:
                 [grads[i] for i in sorted(grads)], [traj[i] for i in steps], extra)
 
 
+def load_cases(path: str) -> list[Case]:
+    """The cases of a multi-case ``.npz`` (scripts/mindspore_fixtures/random_cases.py): keys ``<case>/config``,
+    ``<case>/p0__<leaf>``, ``<case>/g__<leaf>`` and ``<case>/p__<leaf>`` (stacked over steps) and other arrays
+    (``<case>/lr``), which go to ``Case.extra``."""
+    data = np.load(path)
+    arrays: dict[str, dict] = {}
+    for key in data.files:
+        case, rest = key.split("/", 1)
+        arrays.setdefault(case, {})[rest] = data[key]
+    out = []
+    for case, a in arrays.items():
+        params0 = {k.split("__", 1)[1]: v for k, v in a.items() if k.startswith("p0__")}
+        steps = len(a[f"p__{next(iter(params0))}"])
+        grads = [{k: a[f"g__{k}"][i] for k in params0} for i in range(steps)]
+        traj = [{k: a[f"p__{k}"][i] for k in params0} for i in range(steps)]
+        extra = {k: v for k, v in a.items() if k != "config" and "__" not in k}
+        out.append(Case(case, json.loads(str(a["config"])), params0, grads, traj, extra))
+    return out
+
+
 def case_paths(family: str) -> list[str]:
     return sorted(glob.glob(os.path.join(FIXTURES, family, "*.npz")))
 
 
-def run_trajectory(opt: optax.GradientTransformation, params0: dict, grads: list[dict], jit: bool = True) -> list:
-    """Applies ``opt`` to the gradient sequence from ``params0``; returns numpy params after each step."""
-    params = jax.tree.map(np.asarray, params0)
+def run_trajectory(opt: optax.GradientTransformation, params0: dict, grads: list[dict], jit: bool = True,
+                   fused: bool = False, observe: Callable[[Any], None] | None = None) -> list:
+    """Applies ``opt`` to the gradient sequence from ``params0``; returns numpy params after each step.
+
+    ``fused`` runs ``jaxopt_ms.fused.fuse(opt)`` on flat buffers (params flattened once, each gradient flattened
+    into the same layout, the params unflattened after each step). ``observe(state)`` is called before each update
+    (e.g. to read ``jaxopt_ms.current_lr``).
+    """
+    if fused:
+        from jaxopt_ms import fused as fusion
+
+        fopt = fusion.fuse(opt)
+        params = fopt.flatten(jax.tree.map(np.asarray, params0))
+        to_opt = lambda g: fusion.flatten(g, fopt.partition)  # noqa: E731
+        from_opt = fusion.unflatten
+        opt = fopt
+    else:
+        params = jax.tree.map(np.asarray, params0)
+        to_opt = from_opt = lambda x: x  # noqa: E731
     state = opt.init(params)
     update = jax.jit(opt.update) if jit else opt.update
     out = []
     for g in grads:
-        updates, state = update(g, state, params)
+        if observe is not None:
+            observe(state)
+        updates, state = update(to_opt(g), state, params)
         params = optax.apply_updates(params, updates)
-        out.append(jax.tree.map(np.asarray, params))
+        out.append(jax.tree.map(np.asarray, from_opt(params)))
     return out
 
 

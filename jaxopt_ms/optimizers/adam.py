@@ -70,8 +70,10 @@ def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False
     if use_amsgrad and (use_lazy or use_offload):
         raise ValueError(f"For '{name}', 'use_amsgrad' cannot be combined with 'use_lazy' or 'use_offload'.")
     if use_lazy:
-        return lazy_adam(learning_rate, beta1, beta2, eps, use_locking, use_nesterov, weight_decay, loss_scale,
-                         param_groups=param_groups, decay_filter=decay_filter)
+        # nn.Adam(use_lazy=True) runs LazyAdam's rule with Adam's checks: a dynamic (or int) weight decay that
+        # nn.LazyAdam rejects is accepted.
+        return _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale, False,
+                            param_groups, decay_filter, lazy=True)
     if use_offload:
         from jaxopt_ms.optimizers.adam_offload import adam_offload
 

@@ -61,7 +61,9 @@ def ftrl_update(g, p, accum, linear, *, lr, l1: float, l2: float, lr_power: floa
     new_accum = accum + g * g
     power_new = _accum_power(new_accum, lr_power)
     sigma = (power_new - _accum_power(accum, lr_power)) / lr
-    new_linear = linear + g - sigma * p
+    # lin += g - sigma * p: the increment first, as the formula and MindSpore's ApplyFtrl kernel (bit for bit)
+    # round it; (lin + g) - sigma * p loses lin when g and sigma * p nearly cancel.
+    new_linear = linear + (g - sigma * p)
     quadratic = power_new / lr + 2.0 * l2
     solved = (jnp.sign(new_linear) * l1 - new_linear) / quadratic
     new_p = jnp.where(jnp.abs(new_linear) > l1, solved, jnp.zeros_like(solved))
