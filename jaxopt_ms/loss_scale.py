@@ -111,7 +111,8 @@ def _skip_if(overflow: jax.Array, new: Any, old: Any) -> Any:
 def _apply_unless_overflow(inner, grads, state_inner, params, overflow, extra_args):
     updates, new_inner = inner.update(grads, state_inner, params, **extra_args)
     # -0.0, not 0.0: p + (-0.0) == p bit for bit for every p (0.0 would turn a -0.0 parameter into +0.0).
-    updates = jax.tree.map(lambda u: jnp.where(overflow, jnp.array(-0.0, u.dtype), u), updates)
+    zero = lambda u: jnp.where(overflow, jnp.array(-0.0, u.dtype), u)
+    updates = jax.tree.map(lambda u: map_values(zero, u), updates, is_leaf=is_row_sparse)  # a RowSparse's rows stay
     return updates, _skip_if(overflow, new_inner, state_inner)
 
 

@@ -84,8 +84,9 @@ def _commands() -> list[str]:
 
 
 def test_the_test_command_is_the_one_ci_runs():
-    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
-    assert ci in _commands()
+    test_command = "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q"
+    assert test_command in _commands()
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
     assert "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[demo]' && .venv/bin/python -m jaxopt_ms demo" \
         in _commands()
 
