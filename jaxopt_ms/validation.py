@@ -6,7 +6,13 @@ that names the optimizer, the argument and the value received, e.g.::
 
     For 'Adam', the type of 'beta2' should be 'float', but got type 'int' (value 1).
 
-"Float" checks are strict as in MindSpore: ``int`` and ``bool`` are rejected; nan and inf are rejected.
+"Float" checks are strict as in MindSpore: ``int`` and ``bool`` are rejected; nan and inf are rejected. Lenient
+number checks accept ``int`` and ``bool`` (MindSpore's ``isinstance(x, int)``).
+
+JAX extension (``optax.inject_hyperparams`` passes hyperparameters as arrays): a NumPy floating scalar and a 0-d
+floating JAX array are accepted wherever a float is; their range is checked whenever the value is concrete (a
+traced value cannot be checked). A checker returns a Python float, or the JAX array itself (see
+:mod:`jaxopt_ms._hyper` for how the building blocks take it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxopt_ms._hyper import is_array
 from jaxopt_ms.sparse import RowSparse
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "check_int",
     "check_loss_scale",
     "check_number",
+    "concrete_value",
     "check_non_negative_float",
     "check_positive_float",
     "check_positive_int",
@@ -52,23 +60,61 @@ def check_bool(arg_name: str, value: Any, opt_name: str) -> bool:
     return value
 
 
-def check_float(arg_name: str, value: Any, opt_name: str) -> float:
-    """Strict float: ``int``/``bool`` → ``TypeError``; nan/inf → ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, float):
-        raise _type_error(opt_name, arg_name, "float", value)
-    if not math.isfinite(value):
-        raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite float, but got {value!r}.")
+def _array_scalar(arg_name: str, value: Any, opt_name: str, expected: str, allow_int: bool) -> Any:
+    """A NumPy floating scalar (→ Python float) or a 0-d JAX array (kept, traced or not): the JAX extension."""
+    if is_array(value):
+        dtype = value.dtype
+    else:
+        dtype = np.asarray(value).dtype
+    ok_dtype = np.issubdtype(dtype, np.floating) or (allow_int and np.issubdtype(dtype, np.integer))
+    if not ok_dtype or np.ndim(value) != 0:
+        raise TypeError(
+            f"For '{opt_name}', the type of '{arg_name}' should be '{expected}' (or a 0-d floating array), "
+            f"but got type '{type(value).__name__}' with dtype '{dtype}' and shape {np.shape(value)} "
+            f"(value {value!r})."
+        )
+    if is_array(value):
+        return value if np.issubdtype(dtype, np.floating) else value.astype(np.float32)
     return float(value)
 
 
-def check_number(arg_name: str, value: Any, opt_name: str) -> float:
-    """Lenient number (``int`` is converted, ``bool`` is rejected), finite; returns a Python float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def concrete_value(value: Any) -> float | None:
+    """The Python float of a number or a concrete 0-d array; ``None`` for a traced value (checked later, never)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return float(value)
+
+
+def _checked_number(arg_name: str, value: Any, opt_name: str, *, strict: bool) -> Any:
+    """Type rules, then finiteness of the concrete value. Returns a Python float or a 0-d JAX array.
+
+    MindSpore's types for Python values: strict → ``float`` only (``int``/``bool`` are a ``TypeError``); lenient
+    → ``int`` (``bool`` included: MindSpore's ``isinstance(x, int)``) or ``float``. JAX extension: a NumPy
+    floating scalar and a 0-d floating JAX array (integer too when lenient) are accepted, traced or not.
+    """
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)):
+        value = _array_scalar(arg_name, value, opt_name, "float", allow_int=not strict)
+    elif strict:
+        if not isinstance(value, float):
+            raise _type_error(opt_name, arg_name, "float", value)
+    elif not isinstance(value, (int, float)):
         raise _type_error(opt_name, arg_name, "float", value)
-    value = float(value)
-    if not math.isfinite(value):
+    else:
+        value = float(value)
+    concrete = concrete_value(value)
+    if concrete is not None and not math.isfinite(concrete):
         raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite number, but got {value!r}.")
     return value
+
+
+def check_float(arg_name: str, value: Any, opt_name: str) -> Any:
+    """Strict float: ``int``/``bool`` → ``TypeError``; nan/inf → ``ValueError`` (see :func:`_checked_number`)."""
+    return _checked_number(arg_name, value, opt_name, strict=True)
+
+
+def check_number(arg_name: str, value: Any, opt_name: str) -> Any:
+    """Lenient number (``int``/``bool`` converted, as MindSpore's ``isinstance(x, int)`` allows), finite."""
+    return _checked_number(arg_name, value, opt_name, strict=False)
 
 
 def check_float_range(
@@ -81,14 +127,20 @@ def check_float_range(
     lower_inclusive: bool = True,
     upper_inclusive: bool = True,
     strict: bool = True,
-) -> float:
-    """Checks type (strict float, or any int/float with ``strict=False``) and a (half-)open range."""
-    value = check_float(arg_name, value, opt_name) if strict else check_number(arg_name, value, opt_name)
+) -> Any:
+    """Checks type (strict float, or any int/float with ``strict=False``) and a (half-)open range.
+
+    Returns a Python float, or the 0-d JAX array itself (its range checked when it is concrete).
+    """
+    value = _checked_number(arg_name, value, opt_name, strict=strict)
+    concrete = concrete_value(value)
+    if concrete is None:
+        return value
     ok = True
     if lower is not None:
-        ok &= value >= lower if lower_inclusive else value > lower
+        ok &= concrete >= lower if lower_inclusive else concrete > lower
     if upper is not None:
-        ok &= value <= upper if upper_inclusive else value < upper
+        ok &= concrete <= upper if upper_inclusive else concrete < upper
     if not ok:
         lo = "-inf" if lower is None else lower
         hi = "inf" if upper is None else upper

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import numpy as np
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
@@ -63,8 +65,11 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
         raise ValueError(f"For '{name}', 'warmup_init'=True requires 'relative_step'=True.")
     if learning_rate is None and not relative_step:
         raise ValueError(f"For '{name}', 'learning_rate' is None and 'relative_step' is False: give one of them.")
+    # a NumPy floating scalar or a 0-d JAX array counts as a number (optax.inject_hyperparams passes floats as
+    # arrays); MindSpore's 0-d Tensor turns scale_parameter off: pass scale_parameter=False for that
     is_number = learning_rate is None or (isinstance(learning_rate, (int, float)) and not isinstance(learning_rate,
-                                                                                                    bool))
+                                                                                                    bool)) or (
+        isinstance(learning_rate, (np.floating, jax.Array)) and np.ndim(learning_rate) == 0)
     check_loss_scale(loss_scale, name)
     eps = _check_eps(eps, name)
     clip_threshold = check_non_negative_float("clip_threshold", clip_threshold, name)

@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from jaxopt_ms._hyper import f32, safe_sqrt
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.sparse import RowSparse, coalesce, densify, gather_rows, is_row_sparse, set_rows
 
@@ -58,7 +58,7 @@ def adam_direction(g, m, v, correction, beta1: float, eps: float, use_nesterov: 
     dtype = jnp.promote_types(g.dtype, jnp.float32)
     g_, m, v = g.astype(dtype), m.astype(dtype), v.astype(dtype)
     num = beta1 * m + (1.0 - beta1) * g_ if use_nesterov else m
-    return (correction.astype(dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
+    return (correction.astype(dtype) * num / (safe_sqrt(v) + eps)).astype(g.dtype)
 
 
 def sparse_adam_leaf(g: RowSparse, m, v, correction, beta1: float, beta2: float, eps: float, use_nesterov: bool,
@@ -85,8 +85,8 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, u
     ``lazy`` only matters for :class:`~jaxopt_ms.sparse.RowSparse` gradient leaves (LazyAdam's sparse path);
     ``use_amsgrad`` has no sparse path (``TypeError``, as in MindSpore).
     """
-    b1 = np.float32(beta1)
-    b2 = np.float32(beta2)
+    b1 = f32(beta1)
+    b2 = f32(beta2)
 
     def init_fn(params):
         zeros = optax.tree.zeros_like(params)

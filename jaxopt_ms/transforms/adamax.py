@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from jaxopt_ms._hyper import f32
 from jaxopt_ms._tree import unzip
 
 __all__ = ["ScaleByAdamaxState", "adamax_update", "scale_by_adamax"]
@@ -39,7 +39,7 @@ def adamax_update(g, m, v, correction, beta1: float, beta2: float, eps: float):
 
 def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
     """MindSpore AdaMax's direction (see the module docstring)."""
-    b1 = np.float32(beta1)
+    b1 = f32(beta1)
 
     def init_fn(params):
         return ScaleByAdamaxState(jnp.ones([], jnp.float32), optax.tree.zeros_like(params),

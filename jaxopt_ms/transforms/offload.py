@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from jax.experimental.compute_on import compute_on
 
+from jaxopt_ms._hyper import f32
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.transforms.adam import ScaleByAdamState, adam_direction, adam_moments
 
@@ -113,8 +114,8 @@ def scale_by_adam_offload(beta1: float = 0.9, beta2: float = 0.999, eps: float =
         An ``optax.GradientTransformation`` with state :class:`~jaxopt_ms.transforms.ScaleByAdamState`
         (``vhat`` is ``None``) whose ``moment1``/``moment2`` have memory kind ``pinned_host`` when offloaded.
     """
-    b1 = np.float32(beta1)
-    b2 = np.float32(beta2)
+    b1 = f32(beta1)
+    b2 = f32(beta2)
     rule = functools.partial(_moments_and_direction, beta1=beta1, beta2=beta2, eps=eps, use_nesterov=use_nesterov)
     host_rule = compute_on("device_host")(jax.jit(rule))
 
