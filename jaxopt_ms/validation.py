@@ -29,6 +29,7 @@ from jaxopt_ms.sparse import RowSparse
 
 __all__ = [
     "check_bool",
+    "check_floating_gradients",
     "check_floating_leaves",
     "check_gradients_match",
     "check_callable",
@@ -42,6 +43,7 @@ __all__ = [
     "check_non_negative_float",
     "check_positive_float",
     "check_positive_int",
+    "check_update_shapes",
     "check_weight_decay",
 ]
 
@@ -249,6 +251,70 @@ def check_gradients_match(updates: Any, params: Any, opt_name: str) -> None:
                 f"For '{opt_name}', the gradient of '{name}' has shape {tuple(g_shape)} but the parameter has "
                 f"shape {tuple(p_shape)}."
             )
+
+
+def _shape_of(x: Any) -> tuple | None:
+    if isinstance(x, RowSparse):
+        return tuple(x.dense_shape)
+    shape = getattr(x, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def check_floating_gradients(updates: Any, opt_name: str) -> None:
+    """Every gradient leaf (a row-sparse gradient: its values) must be floating-point.
+
+    Raises:
+        TypeError: an integer or boolean gradient leaf, naming it and its dtype (integer arithmetic with a float
+            learning rate would give silently wrong or zero updates).
+    """
+    from jaxopt_ms.sparse import is_row_sparse
+
+    paths = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_row_sparse)[0]
+    names = _leaf_names(jax.tree.map(lambda _: 0, updates, is_leaf=is_row_sparse))
+    for name, (_, g) in zip(names, paths):
+        values = g.values if isinstance(g, RowSparse) else g
+        dtype = getattr(values, "dtype", None)
+        if dtype is None and isinstance(values, (int, float, bool, complex)):
+            dtype = np.asarray(values).dtype
+        if dtype is not None and not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+            raise TypeError(
+                f"For '{opt_name}', every gradient must be floating-point, but the gradient of '{name}' has dtype "
+                f"'{dtype}'. Cast it to the parameter's dtype (e.g. jax.tree.map(lambda g, p: g.astype(p.dtype), "
+                f"grads, params))."
+            )
+
+
+def check_update_shapes(grads: Any, updates: Any, old_state: Any, new_state: Any, opt_name: str) -> None:
+    """Without ``params``: a gradient leaf of a wrong shape must not broadcast into the state or the update.
+
+    Checks (shapes are static, so this is free under jit) that each update leaf has its gradient's shape and that
+    every state leaf keeps its shape.
+
+    Raises:
+        ValueError: naming the leaf and both shapes.
+    """
+    from jaxopt_ms.sparse import is_row_sparse
+
+    g_leaves = jax.tree.leaves(grads, is_leaf=is_row_sparse)
+    u_leaves = jax.tree.leaves(updates, is_leaf=is_row_sparse)
+    names = _leaf_names(jax.tree.map(lambda _: 0, grads, is_leaf=is_row_sparse))
+    if len(g_leaves) == len(u_leaves):
+        for name, g, u in zip(names, g_leaves, u_leaves):
+            gs, us = _shape_of(g), _shape_of(u)
+            if gs is not None and us is not None and gs != us:
+                raise ValueError(
+                    f"For '{opt_name}', the gradient of '{name}' has shape {gs} but the optimizer state expects "
+                    f"shape {us} (the gradient would be broadcast). Pass gradients of the parameters' shapes."
+                )
+    old, new = jax.tree.leaves(old_state), jax.tree.leaves(new_state)
+    if len(old) == len(new):
+        for a, b in zip(old, new):
+            if _shape_of(a) != _shape_of(b):
+                raise ValueError(
+                    f"For '{opt_name}', a gradient does not have the shape of the optimizer state: a state leaf of "
+                    f"shape {_shape_of(a)} would become {_shape_of(b)} (broadcast). Pass gradients of the "
+                    f"parameters' shapes."
+                )
 
 
 def check_gradient_transformation(arg_name: str, value: Any, opt_name: str) -> Any:

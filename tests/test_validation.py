@@ -92,7 +92,13 @@ def test_use_locking_is_accepted_and_has_no_effect():
                                   b.update(grads, b.init(params), params)[0]["w"])
 
 
-def test_traced_learning_rate_is_rejected_with_advice():
-    with pytest.raises(TypeError, match="set_lr"):
-        jax.jit(lambda lr: jaxopt_ms.sgd(lr).init({"w": jnp.ones(1)}))(jnp.float32(0.1))
+def test_traced_learning_rate_is_an_injected_rate():
+    # a traced (0-d JAX array) rate is read from the factory's argument: p - lr * g with the traced lr
+    def step(lr):
+        opt = jaxopt_ms.sgd(lr)
+        params = {"w": jnp.ones(1)}
+        updates, _ = opt.update({"w": jnp.full(1, 2.0)}, opt.init(params), params)
+        return updates["w"]
+
+    np.testing.assert_array_equal(jax.jit(step)(jnp.float32(0.25)), np.float32([-0.5]))
     assert isinstance(jaxopt_ms.sgd(0.1), optax.GradientTransformation)
