@@ -30,9 +30,9 @@ class Optimizer(optax.GradientTransformationExtraArgs):
     Inputs MindSpore never sees (docs/behaviour.md): ``init`` raises ``TypeError`` for an integer, boolean or
     complex parameter leaf; ``update`` raises ``ValueError`` when the gradients' pytree structure or a leaf's
     shape differs from the parameters' (without ``params``: when a gradient would broadcast into the state or the
-    update), and ``TypeError`` for an integer or boolean gradient. ``None`` leaves are skipped; an empty pytree is a no-op update (the step
-    count advances). Non-finite gradients are not checked: NaN/Inf flow into the parameters and the per-element
-    state, as in MindSpore without a loss-scale manager.
+    update), and ``TypeError`` for an integer or boolean gradient. ``None`` leaves are skipped; an empty pytree is
+    a no-op update (the step count advances). Non-finite gradients are not checked: NaN/Inf flow into the
+    parameters and the per-element state, as in MindSpore without a loss-scale manager.
     """
 
     factory: Callable[..., Any]

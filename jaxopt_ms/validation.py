@@ -134,6 +134,7 @@ def check_float_range(
 
     Returns a Python float, or the 0-d JAX array itself (its range checked when it is concrete).
     """
+    raw = value
     value = _checked_number(arg_name, value, opt_name, strict=strict)
     concrete = concrete_value(value)
     if concrete is None:
@@ -149,7 +150,7 @@ def check_float_range(
         lb = "[" if lower_inclusive and lower is not None else "("
         ub = "]" if upper_inclusive and upper is not None else ")"
         raise ValueError(
-            f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {value!r}."
+            f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {raw!r}."
         )
     return value
 

@@ -15,7 +15,6 @@ jitted function per optimizer and test keep this cheap.
 from __future__ import annotations
 
 import inspect
-import math
 
 import jax
 import jax.numpy as jnp
