@@ -319,6 +319,36 @@ def test_meta_gradients_lars_and_lamb_at_zero():
         assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out))
 
 
+VARIANTS = [("adam", lambda lr, **kw: jaxopt_ms.adam(lr, **kw)),
+            ("lamb", lambda lr, **kw: jaxopt_ms.lamb(lr, weight_decay=0.01, **kw)),
+            ("lars_momentum", lambda lr, **kw: jaxopt_ms.lars(jaxopt_ms.momentum(lr, 0.9, weight_decay=0.01, **kw)))]
+
+
+@pytest.mark.parametrize("name,build", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_meta_gradients_finite_fused_and_grouped(name, build):
+    """The fused (flat-buffer) and grouped variants: finite meta-gradients at a zero-gradient leaf too."""
+    from jaxopt_ms.fused import fuse, unflatten
+
+    params, grads = _params(), _grads()
+    groups = [{"params": ["w", "z"], "weight_decay": 0.01}, {"params": ["k"], "lr": 0.05}]
+
+    def loss(p, g, lr, fused):
+        opt = build(lr, param_groups=groups) if not fused else fuse(build(lr))
+        if fused:
+            p, g = opt.flatten(p), opt.flatten(g)
+        state = opt.init(p)
+        for _ in range(2):
+            u, state = opt.update(g, state, p)
+            p = optax.apply_updates(p, u)
+        p = unflatten(p) if fused else p
+        return sum(jnp.sum(x * x) for x in jax.tree.leaves(p))
+
+    for fused in (False, True):
+        out = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)(params, grads, jnp.float32(0.1), fused)
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out)), (name, fused, out)
+        assert float(jnp.abs(out[2])) > 0  # the learning rate matters
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # learning-rate validation by value
 # ----------------------------------------------------------------------------------------------------------------
