@@ -3,8 +3,7 @@
 ``optax.inject_hyperparams(jaxopt_ms.adam)(learning_rate=...)`` calls the factory again inside every ``update``
 with the numeric hyperparameters as (traced) arrays. A building block therefore
 
-* converts a hyperparameter with :func:`f32`, which keeps a Python/NumPy number a NumPy float32 constant and an
-  array an array (``np.float32(tracer)`` would fail);
+* converts a hyperparameter with :func:`jaxopt_ms._float32.f32` (``np.float32(tracer)`` would fail);
 * decides its *structure* (leave a block out, allocate a buffer) only on values known when it is built:
   :func:`is_static` is ``False`` for an array, whose value may change between updates, so an array takes the
   general path, with the same state structure at ``init`` and at ``update``.
@@ -20,9 +19,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-__all__ = ["f32", "is_array", "is_static", "safe_div", "safe_sqrt", "static_equals"]
+__all__ = ["is_array", "is_static", "safe_div", "safe_sqrt", "static_equals"]
 
 
 def is_array(x: Any) -> bool:
@@ -38,13 +36,6 @@ def is_static(x: Any) -> bool:
 def static_equals(x: Any, value: float) -> bool:
     """``x == value`` for a static ``x``; ``False`` for an array (which takes the general path)."""
     return is_static(x) and float(x) == value
-
-
-def f32(x: Any) -> Any:
-    """``np.float32(x)`` for a Python/NumPy number; a float32 array for a JAX array (traced or not)."""
-    if is_array(x):
-        return x.astype(jnp.float32)
-    return np.float32(x)
 
 
 @jax.custom_jvp

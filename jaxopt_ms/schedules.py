@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_ms._float32 import rounded
 from jaxopt_ms.validation import (
     check_bool,
     check_non_negative_float,
@@ -54,22 +55,43 @@ def _step(step: jax.typing.ArrayLike) -> jax.Array:
     return jnp.asarray(step).astype(jnp.float32)
 
 
-def _floor_ratio(s: jax.Array, d: np.float32) -> jax.Array:
-    """``floor(s / d)``, exact where MindSpore's is (``q * d`` exact in float32, i.e. below 2**24).
+def _split(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # Veltkamp's split: hi + lo == x exactly, each half with at most 12 significant bits.
+    c = rounded(x * _F32(4097.0))  # no fused multiply-add: the split needs the rounded product
+    hi = c - (c - x)
+    return hi, x - hi
 
-    XLA on CPU divides vectors approximately and rewrites division by a constant as a product with its
-    reciprocal, so ``floor(60 / 60)`` can come out 0 or ``ceil`` 2; one correction step on each side fixes it.
+
+def _residual(s: jax.Array, q: jax.Array, d: jax.Array) -> jax.Array:
+    """``|s - q d|`` with the sign-correct exact residual of Dekker's product (``s`` within 2x of ``q d``)."""
+    p = rounded(q * d)
+    qh, ql = _split(q)
+    dh, dl = _split(d)
+    err = ((qh * dh - p) + qh * dl + ql * dh) + ql * dl  # q d == p + err exactly
+    return jnp.abs((s - p) - err)
+
+
+def _ratio(s: jax.Array, d: jax.Array | np.float32) -> jax.Array:
+    """``s / d`` correctly rounded to float32 (as MindSpore's CPU division), for integer-valued ``0 <= s < 2**24``
+    and ``1 <= d < 2**23``.
+
+    XLA neither guarantees a correctly rounded float32 division (on CPU it divides approximately and rewrites a
+    division by a constant as a product with its reciprocal) nor an exact ``s / s == 1``: ``1 - s / d`` could
+    come out ``-6e-8`` and its fractional power NaN, ``floor(60 / 60)`` 0. The approximate quotient is within
+    two ulp; of it and its neighbours (twice) the one with the smallest exact residual ``|s - q d|`` is the
+    correctly rounded quotient (a tie is impossible for integers: the quotient would be representable).
     """
-    q = jnp.floor(s / d)
-    q = jnp.where(q * d > s, q - 1, q)
-    return jnp.where((q + 1) * d <= s, q + 1, q)
-
-
-def _ceil_ratio(s: jax.Array, d: np.float32) -> jax.Array:
-    """``ceil(s / d)``, exact as :func:`_floor_ratio`."""
-    q = jnp.ceil(s / d)
-    q = jnp.where(q * d < s, q + 1, q)
-    return jnp.where((q - 1) * d >= s, q - 1, q)
+    d = jnp.asarray(d, jnp.float32)
+    q = s / d
+    zero, inf = _F32(0.0), _F32(np.inf)
+    for _ in range(2):
+        best, best_err = q, _residual(s, q, d)
+        for cand in (jnp.nextafter(q, zero), jnp.nextafter(q, inf)):
+            err = _residual(s, cand, d)
+            take = err < best_err
+            best, best_err = jnp.where(take, cand, best), jnp.where(take, err, best_err)
+        q = best
+    return q
 
 
 def _check_decay_inputs(learning_rate, decay_rate, decay_steps, is_stair, cls_name: str) -> None:
@@ -107,7 +129,9 @@ def exponential_decay(learning_rate: float, decay_rate: float, decay_steps: int,
 
     def schedule(step):
         s = _step(step)
-        p = _floor_ratio(s, steps) if is_stair else s / steps
+        p = _ratio(s, steps)
+        if is_stair:
+            p = jnp.floor(p)
         return lr * jnp.power(rate, p)
 
     return schedule
@@ -132,7 +156,7 @@ def natural_exp_decay(learning_rate: float, decay_rate: float, decay_steps: int,
     def schedule(step):
         s = _step(step)
         if is_stair:
-            s = _floor_ratio(s, steps) * steps
+            s = jnp.floor(_ratio(s, steps)) * steps  # FloorDiv: floor of the rounded quotient
         return lr * jnp.power(e, neg_rate * s)
 
     return schedule
@@ -153,7 +177,9 @@ def inverse_decay(learning_rate: float, decay_rate: float, decay_steps: int, is_
 
     def schedule(step):
         s = _step(step)
-        p = _floor_ratio(s, steps) if is_stair else s / steps
+        p = _ratio(s, steps)
+        if is_stair:
+            p = jnp.floor(p)
         # MindSpore evaluates `python_float / tensor` as a product with the float32 reciprocal.
         return lr * (_F32(1.0) / (_F32(1.0) + rate * p))
 
@@ -191,7 +217,7 @@ def cosine_decay(min_lr: float, max_lr: float, decay_steps: int) -> Schedule:
 
     def schedule(step):
         p = jnp.minimum(_step(step), steps)
-        return low + delta * (_F32(1.0) + jnp.sin(pi * (p / steps + _F32(0.5))))
+        return low + delta * (_F32(1.0) + jnp.sin(pi * (_ratio(p, steps) + _F32(0.5))))
 
     return schedule
 
@@ -232,11 +258,14 @@ def polynomial_decay(learning_rate: float, end_learning_rate: float, decay_steps
     def schedule(step):
         s = _step(step)
         if update_decay_steps:
-            horizon = steps * jnp.maximum(_ceil_ratio(s, steps), _F32(1.0))
+            horizon = steps * jnp.maximum(jnp.ceil(_ratio(s, steps)), _F32(1.0))
         else:
             s = jnp.minimum(s, steps)
             horizon = steps
-        return diff * jnp.power(_F32(1.0) - s / horizon, pw) + end
+        # s <= horizon, so the exact ratio is <= 1 and the base >= 0; the clamp keeps a fractional power of a
+        # base that rounding could ever push below 0 from being NaN (MindSpore's base is never negative).
+        base = jnp.maximum(_F32(1.0) - _ratio(s, horizon), _F32(0.0))
+        return diff * jnp.power(base, pw) + end
 
     return schedule
 
@@ -263,6 +292,6 @@ def warmup(learning_rate: float, warmup_steps: int) -> Schedule:
     lr, steps = _F32(learning_rate), _F32(warmup_steps)
 
     def schedule(step):
-        return lr * (jnp.minimum(_step(step), steps) / steps)
+        return lr * _ratio(jnp.minimum(_step(step), steps), steps)
 
     return schedule

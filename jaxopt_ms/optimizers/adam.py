@@ -48,8 +48,9 @@ def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=False
         m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²;  b1p *= b1;  b2p *= b2
         p -= lr * sqrt(1 - b2p) / (1 - b1p) * num / (sqrt(v) + eps),   num = m  (or b1 m + (1 - b1) g)
 
-    ``use_amsgrad`` replaces ``v`` in the denominator by its running maximum. Gradients first get MindSpore's
-    weight decay, gradient centralization (groups) and loss-scale division. ``use_locking`` is validated and
+    ``use_amsgrad`` replaces ``v`` in the denominator by its running maximum and ignores ``use_nesterov`` (as
+    MindSpore does: its amsgrad kernel ``ApplyAdamWithAmsgradV2`` has no nesterov input). Gradients first get
+    MindSpore's weight decay, gradient centralization (groups) and loss-scale division. ``use_locking`` is validated and
     has no effect (JAX updates are functional). ``use_lazy=True`` is :func:`lazy_adam`; ``use_offload=True`` is
     :func:`adam_offload`. Reference: MindSpore 2.10 ``nn.Adam``.
 

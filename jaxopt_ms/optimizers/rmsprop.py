@@ -5,6 +5,7 @@ from __future__ import annotations
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
+from jaxopt_ms._float32 import f32_value
 from jaxopt_ms._hyper import is_array
 from jaxopt_ms.groups import GroupConfig, with_param_groups
 from jaxopt_ms.optimizers._pipeline import preprocess
@@ -48,10 +49,12 @@ def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locki
 
     def build(cfg: GroupConfig) -> optax.GradientTransformation:
         blocks = preprocess(cfg, loss_scale, opt_name=name)
-        blocks.append(scale_by(decay=decay, eps=epsilon, initial_scale=1.0, eps_in_sqrt=True))
+        # ApplyRMSProp / ApplyCenteredRMSProp take decay and epsilon as float32 numbers and compute 1 - decay in
+        # float32: the float32 values make Optax's own `1 - decay` the same number.
+        blocks.append(scale_by(decay=f32_value(decay), eps=f32_value(epsilon), initial_scale=1.0, eps_in_sqrt=True))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
         if is_array(momentum) or momentum > 0.0:  # an array: trace(0) is the identity, g + 0 * t
-            blocks.append(optax.trace(decay=momentum))
+            blocks.append(optax.trace(decay=f32_value(momentum)))
         return optax.chain(*blocks)
 
     return with_param_groups(build, learning_rate=learning_rate, weight_decay=weight_decay,

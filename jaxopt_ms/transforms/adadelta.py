@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._float32 import f32, one_minus
 from jaxopt_ms._tree import unzip
 
 __all__ = ["ScaleByAdadeltaState", "adadelta_update", "scale_by_adadelta"]
@@ -29,9 +30,11 @@ class ScaleByAdadeltaState(NamedTuple):
 
 def adadelta_update(g, accum, accum_update, rho: float, epsilon: float):
     """One element-wise Adadelta step. Returns ``(direction, new_accum, new_accum_update)``."""
-    accum = (rho * accum + (1.0 - rho) * g * g).astype(accum.dtype)
+    # ApplyAdadelta: rho, epsilon are float32 tensors, 1 - rho computed in float32
+    r, c = f32(rho).astype(accum.dtype), one_minus(rho, accum.dtype)
+    accum = (r * accum + c * g * g).astype(accum.dtype)
     direction = (jnp.sqrt(accum_update + epsilon) * g / jnp.sqrt(accum + epsilon)).astype(g.dtype)
-    accum_update = (rho * accum_update + (1.0 - rho) * direction * direction).astype(accum_update.dtype)
+    accum_update = (r * accum_update + c * direction * direction).astype(accum_update.dtype)
     return direction, accum, accum_update
 
 

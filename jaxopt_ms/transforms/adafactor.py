@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._flat import buffer_tree, from_buffer_tree, is_flat, leaf_means
+from jaxopt_ms._float32 import f32, one_minus
 from jaxopt_ms._hyper import is_array, safe_sqrt
 from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
@@ -145,13 +146,15 @@ def adafactor_finish(d, p, exp_avg, p_rms, d_rms, *, lr, clip_threshold: float, 
     lr_t = lr * jnp.maximum(jnp.float32(eps2), p_rms) if scale_parameter else lr
     lr_t = jnp.asarray(lr_t, p.dtype)
     d = d / jnp.maximum(d_rms / clip_threshold, 1.0) * lr_t
-    if is_array(beta1):  # optax.inject_hyperparams: the first moment is kept, used where beta1 > 0
-        exp_avg = jnp.where(beta1 > 0, (exp_avg.astype(p.dtype) * beta1 + d * (1.0 - beta1)), exp_avg
-                            ).astype(exp_avg.dtype)
-        d = jnp.where(beta1 > 0, exp_avg.astype(p.dtype), d)
-    elif beta1 > 0:
-        exp_avg = (exp_avg.astype(p.dtype) * beta1 + d * (1.0 - beta1)).astype(exp_avg.dtype)
-        d = exp_avg.astype(p.dtype)
+    if is_array(beta1) or beta1 > 0:
+        # MindSpore: exp_avg * beta1 + update * (1 - beta1), beta1 a float32 tensor
+        new_avg = exp_avg.astype(p.dtype) * f32(beta1).astype(p.dtype) + d * one_minus(beta1, p.dtype)
+        if is_array(beta1):  # optax.inject_hyperparams: the first moment is kept, used where beta1 > 0
+            exp_avg = jnp.where(beta1 > 0, new_avg, exp_avg.astype(p.dtype)).astype(exp_avg.dtype)
+            d = jnp.where(beta1 > 0, exp_avg.astype(p.dtype), d)
+        else:
+            exp_avg = new_avg.astype(exp_avg.dtype)
+            d = exp_avg.astype(p.dtype)
     if is_array(weight_decay) or weight_decay > 0:  # an array: the general path, p * -0 * lr_t adds 0
         p = p + p * -weight_decay * lr_t
     return p - d, exp_avg

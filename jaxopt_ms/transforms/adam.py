@@ -1,7 +1,7 @@
 """MindSpore's Adam direction (op ``Adam`` / ``ApplyAdamWithAmsgradV2``), reference §3.3.
 
     b1p <- f32(b1p * b1);  b2p <- f32(b2p * b2)           running float32 products, stored
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g²
+    m <- m + (g - m)(1 - b1);  v <- v + (g² - v)(1 - b2)    1 - b in float32, from the float32 beta
     d  = sqrt(1 - b2p) / (1 - b1p) * num / (sqrt(v̂) + eps)
     num = b1 m + (1 - b1) g  (use_nesterov)  else  m;   v̂ = max(v̂, v) (use_amsgrad) else v
 
@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._hyper import f32, safe_sqrt
+from jaxopt_ms._float32 import f32, one_minus, rounded
+from jaxopt_ms._hyper import safe_sqrt
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.sparse import RowSparse, coalesce, densify, gather_rows, is_row_sparse, set_rows
 
@@ -43,9 +44,13 @@ class ScaleByAdamState(NamedTuple):
 
 
 def adam_moments(g, m, v, beta1: float, beta2: float):
-    """``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g²`` (in the moments' dtype)."""
-    m = (beta1 * m + (1.0 - beta1) * g).astype(m.dtype)
-    v = (beta2 * v + (1.0 - beta2) * g * g).astype(v.dtype)
+    """``m <- m + (g - m)(1 - b1)``, ``v <- v + (g² - v)(1 - b2)`` (in the moments' dtype).
+
+    MindSpore's CPU kernels' form (``AdamFp32`` in nnacl ``adam_fp32.c``, ``ApplyAdamWithAmsgradV2`` and
+    ``AdamWeightDecayFp32`` likewise), ``1 - b`` computed in float32 from the float32 beta.
+    """
+    m = (m + (g - m) * one_minus(beta1, m.dtype)).astype(m.dtype)
+    v = (v + (g * g - v) * one_minus(beta2, v.dtype)).astype(v.dtype)
     return m, v
 
 
@@ -57,7 +62,8 @@ def adam_direction(g, m, v, correction, beta1: float, eps: float, use_nesterov: 
     """
     dtype = jnp.promote_types(g.dtype, jnp.float32)
     g_, m, v = g.astype(dtype), m.astype(dtype), v.astype(dtype)
-    num = beta1 * m + (1.0 - beta1) * g_ if use_nesterov else m
+    # nnacl AdamFp32 (nesterov): m * b1 + (1 - b1) * g, in float32
+    num = m * f32(beta1).astype(dtype) + one_minus(beta1, dtype) * g_ if use_nesterov else m
     return (correction.astype(dtype) * num / (safe_sqrt(v) + eps)).astype(g.dtype)
 
 
@@ -83,10 +89,11 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, u
     """MindSpore Adam's direction ``d`` (see the module docstring); state ``ScaleByAdamState``.
 
     ``lazy`` only matters for :class:`~jaxopt_ms.sparse.RowSparse` gradient leaves (LazyAdam's sparse path);
-    ``use_amsgrad`` has no sparse path (``TypeError``, as in MindSpore).
+    ``use_amsgrad`` has no sparse path (``TypeError``, as in MindSpore). With ``use_amsgrad``, ``use_nesterov``
+    is ignored: MindSpore's amsgrad kernel (``ApplyAdamWithAmsgradV2``) has no nesterov input, so ``num = m``.
     """
-    b1 = f32(beta1)
-    b2 = f32(beta2)
+    # MindSpore 2.10 nn.Adam: use_amsgrad selects ApplyAdamWithAmsgradV2(use_locking) and drops use_nesterov.
+    use_nesterov = use_nesterov and not use_amsgrad
 
     def init_fn(params):
         zeros = optax.tree.zeros_like(params)
@@ -100,8 +107,9 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, u
 
     def update_fn(updates, state, params=None):
         del params
-        b1p = state.beta1_power * b1
-        b2p = state.beta2_power * b2
+        # Stored products, as MindSpore's Adam cell assigns them before the kernel reads them.
+        b1p = rounded(state.beta1_power * f32(beta1))
+        b2p = rounded(state.beta2_power * f32(beta2))
         correction = jnp.sqrt(1.0 - b2p) / (1.0 - b1p)
         if any(is_row_sparse(x) for x in jax.tree.leaves(updates, is_leaf=is_row_sparse)):
             if use_amsgrad:

@@ -1,6 +1,8 @@
 """MindSpore's AdamWeightDecay direction (op ``AdamWeightDecay``), reference §3.4: no bias correction.
 
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g²;  d = m / (sqrt(v) + eps)
+    m <- m + (g - m)(1 - b1);  v <- v + (g² - v)(1 - b2);  d = m / (sqrt(v) + eps)
+
+``1 - b`` in float32 from the float32 beta, as MindSpore's CPU kernel (nnacl ``AdamWeightDecayFp32``).
 
 Decoupled decay (``d + wd * w``) and the learning rate are later blocks: ``p -= lr * (d + wd * w)``.
 """

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_ms._hyper import f32
+from jaxopt_ms._float32 import f32, one_minus, rounded
 from jaxopt_ms._tree import unzip
 
 __all__ = ["ScaleByAdamaxState", "adamax_update", "scale_by_adamax"]
@@ -31,7 +31,8 @@ class ScaleByAdamaxState(NamedTuple):
 
 def adamax_update(g, m, v, correction, beta1: float, beta2: float, eps: float):
     """One element-wise AdaMax step with ``correction = 1 / (1 - b1p)``. Returns ``(direction, m, v)``."""
-    m = (beta1 * m + (1.0 - beta1) * g).astype(m.dtype)
+    # ApplyAdaMax: beta1 a float32 tensor, 1 - beta1 computed in float32
+    m = (f32(beta1).astype(m.dtype) * m + one_minus(beta1, m.dtype) * g).astype(m.dtype)
     v = jnp.maximum(beta2 * v, jnp.abs(g)).astype(v.dtype)
     direction = (correction.astype(g.dtype) * (m / (v + eps))).astype(g.dtype)
     return direction, m, v
@@ -39,7 +40,6 @@ def adamax_update(g, m, v, correction, beta1: float, beta2: float, eps: float):
 
 def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
     """MindSpore AdaMax's direction (see the module docstring)."""
-    b1 = f32(beta1)
 
     def init_fn(params):
         return ScaleByAdamaxState(jnp.ones([], jnp.float32), optax.tree.zeros_like(params),
@@ -47,7 +47,7 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8)
 
     def update_fn(updates, state, params=None):
         del params
-        b1p = state.beta1_power * b1
+        b1p = rounded(state.beta1_power * f32(beta1))
         correction = 1.0 / (1.0 - b1p)
         out = jax.tree.map(lambda g, m, v: adamax_update(g, m, v, correction, beta1, beta2, eps),
                            updates, state.moment1, state.moment2)

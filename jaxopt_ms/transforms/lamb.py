@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._flat import leaf_norms
-from jaxopt_ms._hyper import f32, safe_div, safe_sqrt
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import safe_div, safe_sqrt
 from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments

@@ -23,7 +23,8 @@ import numpy as np
 import optax
 
 from jaxopt_ms._flat import leaf_norms
-from jaxopt_ms._hyper import f32, is_static, safe_sqrt
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import is_static, safe_sqrt
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, resolve_learning_rate
@@ -99,7 +100,7 @@ def scale_by_lars(
         An ``optax.GradientTransformationExtraArgs`` with state :class:`LarsState`; needs ``params``.
     """
     dynamic = callable(weight_decay)
-    scale = f32(loss_scale)
+    scale = np.float32(loss_scale) if is_static(loss_scale) else f32(loss_scale)
     if dynamic or is_static(weight_decay) and is_static(loss_scale):
         fixed = None if dynamic else np.float32(np.float32(float(weight_decay) * float(loss_scale)) / scale)
     else:  # an array (optax.inject_hyperparams): the same two roundings, in float32

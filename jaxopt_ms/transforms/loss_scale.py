@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import optax
 
-from jaxopt_ms._hyper import f32, is_array, static_equals
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import is_array, static_equals
 from jaxopt_ms.sparse import is_row_sparse, map_values
 
 __all__ = ["unscale_gradients"]

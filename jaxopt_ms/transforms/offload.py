@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax.experimental.compute_on import compute_on
 
-from jaxopt_ms._hyper import f32
+from jaxopt_ms._float32 import f32, rounded
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.transforms.adam import ScaleByAdamState, adam_direction, adam_moments
 
@@ -114,8 +114,6 @@ def scale_by_adam_offload(beta1: float = 0.9, beta2: float = 0.999, eps: float =
         An ``optax.GradientTransformation`` with state :class:`~jaxopt_ms.transforms.ScaleByAdamState`
         (``vhat`` is ``None``) whose ``moment1``/``moment2`` have memory kind ``pinned_host`` when offloaded.
     """
-    b1 = f32(beta1)
-    b2 = f32(beta2)
     rule = functools.partial(_moments_and_direction, beta1=beta1, beta2=beta2, eps=eps, use_nesterov=use_nesterov)
     host_rule = compute_on("device_host")(jax.jit(rule))
 
@@ -138,8 +136,8 @@ def scale_by_adam_offload(beta1: float = 0.9, beta2: float = 0.999, eps: float =
 
     def update_fn(updates, state, params=None):
         del params
-        b1p = state.beta1_power * b1
-        b2p = state.beta2_power * b2
+        b1p = rounded(state.beta1_power * f32(beta1))
+        b2p = rounded(state.beta2_power * f32(beta2))
         if not offload():
             direction, m, v = rule(updates, state.moment1, state.moment2, b1p, b2p)
             return direction, ScaleByAdamState(b1p, b2p, m, v, None)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._float32 import one_minus
 from jaxopt_ms._hyper import is_array, is_static
 from jaxopt_ms._tree import unzip
 
@@ -29,7 +30,8 @@ def sgd_direction(g, accum, first, momentum: float, dampening: float, nesterov: 
     """
     if is_array(momentum):  # optax.inject_hyperparams: momentum 0 passes g through (dampening ignored)
         first = first | (momentum <= 0.0)
-    new_accum = jnp.where(first, g, momentum * accum + (1.0 - dampening) * g).astype(accum.dtype)
+    # SGD kernel: dampening a float attribute, 1 - dampening computed in float32
+    new_accum = jnp.where(first, g, momentum * accum + one_minus(dampening, accum.dtype) * g).astype(accum.dtype)
     direction = g + momentum * new_accum if nesterov else new_accum
     return direction.astype(g.dtype), new_accum
 

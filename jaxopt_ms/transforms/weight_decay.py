@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_ms._hyper import f32, is_static, static_equals
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import is_static, static_equals
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, param_names
 from jaxopt_ms.sparse import RowSparse, gather_rows, is_row_sparse
