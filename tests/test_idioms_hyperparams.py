@@ -87,29 +87,44 @@ def _other_value(name, value):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+_COMPILED: dict = {}
+
+
+def _compiled(name, factory, kwargs):
+    """One injected and one plain optimizer per zoo row, with jitted updates shared by the tests below; the
+    injected update counts its traces."""
+    if name not in _COMPILED:
+        tx = optax.inject_hyperparams(factory, static_args=_static_args(factory, kwargs))(**kwargs)
+        plain = factory(**kwargs)
+        traces = []
+
+        def update(grads, state, params):
+            traces.append(1)
+            return tx.update(grads, state, params)
+
+        _COMPILED[name] = (tx, jax.jit(update), traces, plain, jax.jit(plain.update))
+    return _COMPILED[name]
+
+
 @pytest.mark.parametrize("name,factory,kwargs", ZOO, ids=IDS)
 def test_inject_hyperparams_every_numeric_hyperparameter(name, factory, kwargs):
     numeric = _numeric(factory, kwargs)
-    tx = optax.inject_hyperparams(factory, static_args=_static_args(factory, kwargs))(**kwargs)
-    traces = []
-
-    @jax.jit
-    def update(grads, state, params):
-        traces.append(1)
-        return tx.update(grads, state, params)
-
+    tx, update, traces, plain, plain_update = _compiled(name, factory, kwargs)
     params, grads = _params(), _grads()
+    before = len(traces)
     got, state = _run(tx, params, grads, update=update)
-    want, _ = _run(factory(**kwargs), params, grads)
+    want, _ = _run(plain, params, grads, update=plain_update)
     assert set(state.hyperparams) == set(numeric)  # every numeric hyperparameter is injected
     _assert_same(got, want)
 
     # every hyperparameter changed between steps: data, not a constant: no retrace
+    compiled = len(traces)
+    assert compiled - before <= 1  # one trace for three steps (none when another test traced this update first)
     for k, v in numeric.items():
         state.hyperparams[k] = jnp.asarray(_other_value(k, v), state.hyperparams[k].dtype)
     updates, state = update(grads, state, got[-1])
     assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
-    assert len(traces) == 1
+    assert len(traces) == compiled
 
 
 LR_ZOO = [row for row in ZOO if "learning_rate" in _numeric(row[1], row[2])]
@@ -119,9 +134,7 @@ LR_ZOO = [row for row in ZOO if "learning_rate" in _numeric(row[1], row[2])]
 def test_inject_hyperparams_learning_rate_is_set_lr(name, factory, kwargs):
     """Changing the injected learning rate (by hand or with set_lr) is set_lr on the plain optimizer."""
     params, grads = _params(), _grads()
-    tx = optax.inject_hyperparams(factory, static_args=_static_args(factory, kwargs))(**kwargs)
-    plain = factory(**kwargs)
-    update, plain_update = jax.jit(tx.update), jax.jit(plain.update)
+    tx, update, traces, plain, plain_update = _compiled(name, factory, kwargs)
     s_inj, s_plain = tx.init(params), plain.init(params)
     p_inj = p_plain = params
     new_lr = 0.5 * kwargs["learning_rate"]
@@ -224,10 +237,13 @@ def test_inject_hyperparams_keeps_mindspore_validation():
         jaxopt_ms.adam(beta1=jnp.asarray(1))  # an integer array where MindSpore wants a float
     with pytest.raises(TypeError, match="beta1"):
         jaxopt_ms.adam(beta1=jnp.asarray([0.9, 0.8]))
-    # inject_hyperparams: out of range is caught at init (the value is concrete there)
+    # inject_hyperparams: out of range is caught at init (the value is concrete there); a Python int beta (which
+    # optax turns into an integer array) stays a TypeError
     tx = optax.inject_hyperparams(jaxopt_ms.adam)(learning_rate=0.1, beta2=1.5)
     with pytest.raises(ValueError, match="beta2"):
         tx.init(_params())
+    with pytest.raises(TypeError, match="beta1"):
+        optax.inject_hyperparams(jaxopt_ms.adam)(beta1=1).init(_params())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -322,7 +338,7 @@ def test_meta_gradients_lars_and_lamb_at_zero():
                 p = optax.apply_updates(p, u)
             return sum(jnp.sum(x * x) for x in jax.tree.leaves(p))
 
-        out = jax.grad(loss, argnums=(0, 1, 2))(params, grads, jnp.float32(0.1))
+        out = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, grads, jnp.float32(0.1))
         assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out))
 
 
@@ -396,23 +412,25 @@ def test_set_lr_on_an_array_rate_outside_inject_is_refused():
 
 @pytest.mark.parametrize("name,factory,kwargs", ZOO, ids=IDS)
 def test_integer_gradients_and_wrong_shapes_raise(name, factory, kwargs):
+    # the checks run when update is traced: eval_shape traces without running (cheap)
     opt = factory(**kwargs)
     params = _params()
-    state = opt.init(params)
+    state = jax.eval_shape(opt.init, params)
+    update = lambda g, p=None: jax.eval_shape(lambda g, s, p: opt.update(g, s, p), g, state, p)
     int_grads = jax.tree.map(lambda x: jnp.ones(x.shape, jnp.int32), params)
     with pytest.raises(TypeError, match="floating"):
-        opt.update(int_grads, state, params)
+        update(int_grads, params)
     wrong = dict(_grads(), w=jnp.ones((3, 3)))  # would broadcast against (3,)
     with pytest.raises(ValueError, match="shape"):
-        opt.update(wrong, state, params)
+        update(wrong, params)
     try:
-        opt.update(_grads(), state)
+        update(_grads())
     except ValueError as e:  # the optimizer needs params (weight decay, trust ratios, AdaFactor's RMS)
         assert "needs the parameters" in str(e)
         return
     for bad in (dict(_grads(), w=jnp.ones((3, 3))), dict(_grads(), w=jnp.ones((1,)))):
         with pytest.raises(ValueError, match="shape"):
-            opt.update(bad, state)
+            update(bad)
 
 
 # ----------------------------------------------------------------------------------------------------------------
