@@ -101,3 +101,23 @@ def test_trajectory_matches_mindspore_per_leaf_and_fused(path):
     assert_trajectory(got, case.traj, rtol=1e-5, atol=1e-6, label=f"{case.name} (per leaf)")
     assert_trajectory(fused_run(build(case.config), case.params0, case.grads), case.traj, rtol=1e-5, atol=1e-6,
                       label=f"{case.name} (fused)")
+
+
+@pytest.mark.parametrize("factory, hyper", [
+    (jaxopt_ms.transforms.scale_by_adam, dict(beta1=0.99999, beta2=0.9999, eps=1e-3)),
+    (jaxopt_ms.transforms.scale_by_adam_weight_decay, dict(beta1=0.9, beta2=0.9999, eps=1e-6)),
+    (jaxopt_ms.transforms.scale_by_adadelta, dict(rho=0.9999, epsilon=1e-6)),
+    (jaxopt_ms.transforms.scale_by_adamax, dict(beta1=0.99999, beta2=0.9999, eps=0.5)),
+], ids=["adam", "adam_weight_decay", "adadelta", "adamax"])
+def test_float32_hyperparameter_arithmetic_is_the_same_for_injected_arrays(factory, hyper):
+    # Hyperparameters given as (traced) float32 arrays, e.g. by optax.inject_hyperparams, give the numbers that
+    # Python floats give: both are the float32 value, and 1 - beta is computed from it in float32.
+    plain, injected = factory(**hyper), optax.inject_hyperparams(factory)(**hyper)
+    params = {"w": jnp.linspace(-2.0, 3.0, 7)}
+    grads = [{"w": jnp.linspace(-1.0, 1.0, 7) * (k + 1)} for k in range(4)]
+    s_plain, s_inj = plain.init(params), injected.init(params)
+    step_plain, step_inj = jax.jit(plain.update), jax.jit(injected.update)
+    for g in grads:
+        u_plain, s_plain = step_plain(g, s_plain, params)
+        u_inj, s_inj = step_inj(g, s_inj, params)
+        np.testing.assert_array_equal(u_inj["w"], u_plain["w"])

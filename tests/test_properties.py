@@ -128,8 +128,10 @@ def _chain(name, hp):
         hp = dict(inspect.signature(jaxopt_ms.rmsprop).bind(**hp).arguments)
         get = lambda key: hp.get(key, inspect.signature(jaxopt_ms.rmsprop).parameters[key].default)  # noqa: E731
         scale_by = optax.scale_by_stddev if get("centered") else optax.scale_by_rms
-        trace = [optax.trace(decay=get("momentum"))] if get("momentum") > 0 else []
-        return optax.chain(*pre, scale_by(decay=get("decay"), eps=get("epsilon"), initial_scale=1.0, eps_in_sqrt=True),
+        # MindSpore's kernels take float32 hyperparameters (1 - decay is a float32 subtraction): rounded first.
+        f32 = lambda key: float(np.float32(get(key)))  # noqa: E731
+        trace = [optax.trace(decay=f32("momentum"))] if get("momentum") > 0 else []
+        return optax.chain(*pre, scale_by(decay=f32("decay"), eps=f32("epsilon"), initial_scale=1.0, eps_in_sqrt=True),
                            lr, *trace)
     return None
 
