@@ -399,10 +399,15 @@ def test_schedule_returning_a_non_scalar_is_a_clear_error():
         opt.init(_params())
 
 
-def test_set_lr_on_an_array_rate_outside_inject_is_refused():
+def test_set_lr_where_it_would_be_ignored_is_refused():
+    # a JAX-array rate given to the factory directly is read from the argument, not from the state
     state = jaxopt_ms.sgd(jnp.asarray(0.1)).init(_params())
     with pytest.raises(ValueError, match="inject_hyperparams"):
         jaxopt_ms.set_lr(state, 0.2)
+    # a rate that inject_hyperparams schedules is overwritten at every update
+    tx = optax.inject_hyperparams(jaxopt_ms.adam)(learning_rate=optax.linear_schedule(0.1, 0.01, 10))
+    with pytest.raises(ValueError, match="schedule"):
+        jaxopt_ms.set_lr(tx.init(_params()), 0.2)
 
 
 # ----------------------------------------------------------------------------------------------------------------

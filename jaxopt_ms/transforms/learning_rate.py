@@ -292,8 +292,9 @@ def current_lr(state: Any) -> jax.Array | tuple[jax.Array, ...]:
 
     Returns one scalar, or a tuple with one scalar per parameter group (in group order) when the optimizer
     has several groups. Works on the state of ``optax.inject_hyperparams(factory)(...)`` (it returns
-    ``state.hyperparams['learning_rate']``) and on ``flax.nnx.Optimizer``'s ``opt.opt_state`` (it returns the
-    value held by the nnx ``Variable``, not the ``Variable``).
+    ``state.hyperparams['learning_rate']``; for a rate that optax schedules, that is the last update's value)
+    and on ``flax.nnx.Optimizer``'s ``opt.opt_state`` (it returns the value held by the nnx ``Variable``, not the
+    ``Variable``).
 
     Raises:
         ValueError: the state holds no learning rate.
@@ -338,8 +339,9 @@ def set_lr(state: Any, learning_rate: float | jax.Array | Sequence[float]) -> An
 
     Raises:
         ValueError: no learning rate in ``state``; a negative, nan or infinite value; a wrong number of values;
-            or a rate given to the factory as a JAX array outside ``inject_hyperparams`` (the optimizer reads
-            that one from its argument, so a new value in the state would be ignored).
+            a rate given to the factory as a JAX array outside ``inject_hyperparams`` (the optimizer reads
+            that one from its argument, so a new value in the state would be ignored); or a rate that
+            ``inject_hyperparams`` schedules (it overwrites a value set by hand at every update).
     """
     found = _nodes(state)
     if not found:
@@ -355,6 +357,12 @@ def set_lr(state: Any, learning_rate: float | jax.Array | Sequence[float]) -> An
     for v in values:
         _check_values(v, "set_lr", "learning_rate")
     for node in found:
+        if _is_inject_state(node) and "learning_rate" in node.hyperparams_states:
+            raise ValueError(
+                "set_lr: this learning rate is a schedule inside optax.inject_hyperparams, which evaluates it at "
+                "every update and overwrites any value set by hand (optax's rule); change the schedule instead, or "
+                "inject a number and set it."
+            )
         if not _is_inject_state(node) and any(isinstance(x, InjectedLearningRateState) for x in _lr_states(node)):
             raise ValueError(
                 "set_lr: this learning rate was given to the factory as a JAX array, which the optimizer reads from "
