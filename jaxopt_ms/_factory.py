@@ -14,7 +14,12 @@ from typing import Any
 
 import optax
 
-from jaxopt_ms.validation import check_floating_leaves, check_gradients_match
+from jaxopt_ms.validation import (
+    check_floating_gradients,
+    check_floating_leaves,
+    check_gradients_match,
+    check_update_shapes,
+)
 
 __all__ = ["Optimizer", "optimizer_factory", "rebuild"]
 
@@ -24,13 +29,22 @@ class Optimizer(optax.GradientTransformationExtraArgs):
 
     Inputs MindSpore never sees (docs/behaviour.md): ``init`` raises ``TypeError`` for an integer, boolean or
     complex parameter leaf; ``update`` raises ``ValueError`` when the gradients' pytree structure or a leaf's
-    shape differs from the parameters'. ``None`` leaves are skipped; an empty pytree is a no-op update (the step
-    count advances). Non-finite gradients are not checked: NaN/Inf flow into the parameters and the per-element
-    state, as in MindSpore without a loss-scale manager.
+    shape differs from the parameters' (without ``params``: when a gradient would broadcast into the state or the
+    update), and ``TypeError`` for an integer or boolean gradient. ``None`` leaves are skipped; an empty pytree is
+    a no-op update (the step count advances). Non-finite gradients are not checked: NaN/Inf flow into the
+    parameters and the per-element state, as in MindSpore without a loss-scale manager.
     """
 
     factory: Callable[..., Any]
     arguments: dict[str, Any]
+
+    def __repr__(self) -> str:
+        """``adam(learning_rate=0.001, beta1=0.9, ...)``: the factory and every argument it was built with."""
+        factory = getattr(self, "factory", None)
+        if factory is None:
+            return super().__repr__()
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        return f"{factory.__name__}({args})"
 
 
 def optimizer_factory(factory: Callable[..., optax.GradientTransformation]) -> Callable[..., Optimizer]:
@@ -51,9 +65,13 @@ def optimizer_factory(factory: Callable[..., optax.GradientTransformation]) -> C
             return tx.init(params)
 
         def update(updates: Any, state: Any, params: Any = None, **extra_args: Any) -> Any:
+            check_floating_gradients(updates, name)
             if params is not None:
                 check_gradients_match(updates, params, name)
-            return tx.update(updates, state, params, **extra_args)
+                return tx.update(updates, state, params, **extra_args)
+            new_updates, new_state = tx.update(updates, state, params, **extra_args)
+            check_update_shapes(updates, new_updates, state, new_state, name)
+            return new_updates, new_state
 
         out = Optimizer(init, update)
         out.factory = wrapper

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_ms._hyper import safe_sqrt
 from jaxopt_ms.names import param_names
 
 __all__ = [
@@ -447,7 +448,8 @@ def leaf_sums(tree: Any, method: str = "rows") -> Any:
 def leaf_norms(tree: Any) -> Any:
     """Each leaf's L2 norm (in float32), broadcast over that leaf's elements: ``sqrt(leaf_sums(x * x))``. The norms
     of Lamb's and LARS's trust ratios, for a block that is otherwise element-wise."""
-    return jax.tree.map(jnp.sqrt, leaf_sums(jax.tree.map(lambda x: jnp.square(x.astype(jnp.float32)), tree)))
+    # safe_sqrt: jnp.sqrt's values, with a finite derivative at a zero norm (meta-gradients through Lamb/LARS)
+    return jax.tree.map(safe_sqrt, leaf_sums(jax.tree.map(lambda x: jnp.square(x.astype(jnp.float32)), tree)))
 
 
 def leaf_means(tree: Any, method: str = "rows") -> Any:

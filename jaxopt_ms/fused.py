@@ -118,7 +118,7 @@ def _default_filter(arg: str, optimizer: Optimizer) -> Callable | None:
 
 def _decays(arguments: dict) -> bool:
     """Whether any leaf may get weight decay (the decay filter matters)."""
-    active = lambda wd: callable(wd) or (wd is not None and wd > 0.0)
+    active = lambda wd: callable(wd) or isinstance(wd, jax.Array) or (wd is not None and wd > 0.0)  # array: inject
     wd = arguments.get("weight_decay", 0.0)
     groups = arguments.get("param_groups")
     if groups is None:

@@ -6,7 +6,13 @@ that names the optimizer, the argument and the value received, e.g.::
 
     For 'Adam', the type of 'beta2' should be 'float', but got type 'int' (value 1).
 
-"Float" checks are strict as in MindSpore: ``int`` and ``bool`` are rejected; nan and inf are rejected.
+"Float" checks are strict as in MindSpore: ``int`` and ``bool`` are rejected; nan and inf are rejected. Lenient
+number checks accept ``int`` and ``bool`` (MindSpore's ``isinstance(x, int)``).
+
+JAX extension (``optax.inject_hyperparams`` passes hyperparameters as arrays): a NumPy floating scalar and a 0-d
+floating JAX array are accepted wherever a float is; their range is checked whenever the value is concrete (a
+traced value cannot be checked). A checker returns a Python float, or the JAX array itself (see
+:mod:`jaxopt_ms._hyper` for how the building blocks take it).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxopt_ms._hyper import is_array
 from jaxopt_ms.sparse import RowSparse
 
 __all__ = [
     "check_bool",
+    "check_floating_gradients",
     "check_floating_leaves",
     "check_gradients_match",
     "check_callable",
@@ -31,9 +39,11 @@ __all__ = [
     "check_int",
     "check_loss_scale",
     "check_number",
+    "concrete_value",
     "check_non_negative_float",
     "check_positive_float",
     "check_positive_int",
+    "check_update_shapes",
     "check_weight_decay",
 ]
 
@@ -52,23 +62,61 @@ def check_bool(arg_name: str, value: Any, opt_name: str) -> bool:
     return value
 
 
-def check_float(arg_name: str, value: Any, opt_name: str) -> float:
-    """Strict float: ``int``/``bool`` → ``TypeError``; nan/inf → ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, float):
-        raise _type_error(opt_name, arg_name, "float", value)
-    if not math.isfinite(value):
-        raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite float, but got {value!r}.")
+def _array_scalar(arg_name: str, value: Any, opt_name: str, expected: str, allow_int: bool) -> Any:
+    """A NumPy floating scalar (→ Python float) or a 0-d JAX array (kept, traced or not): the JAX extension."""
+    if is_array(value):
+        dtype = value.dtype
+    else:
+        dtype = np.asarray(value).dtype
+    ok_dtype = np.issubdtype(dtype, np.floating) or (allow_int and np.issubdtype(dtype, np.integer))
+    if not ok_dtype or np.ndim(value) != 0:
+        raise TypeError(
+            f"For '{opt_name}', the type of '{arg_name}' should be '{expected}' (or a 0-d floating array), "
+            f"but got type '{type(value).__name__}' with dtype '{dtype}' and shape {np.shape(value)} "
+            f"(value {value!r})."
+        )
+    if is_array(value):
+        return value if np.issubdtype(dtype, np.floating) else value.astype(np.float32)
     return float(value)
 
 
-def check_number(arg_name: str, value: Any, opt_name: str) -> float:
-    """Lenient number (``int`` is converted, ``bool`` is rejected), finite; returns a Python float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def concrete_value(value: Any) -> float | None:
+    """The Python float of a number or a concrete 0-d array; ``None`` for a traced value (checked later, never)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return float(value)
+
+
+def _checked_number(arg_name: str, value: Any, opt_name: str, *, strict: bool) -> Any:
+    """Type rules, then finiteness of the concrete value. Returns a Python float or a 0-d JAX array.
+
+    MindSpore's types for Python values: strict → ``float`` only (``int``/``bool`` are a ``TypeError``); lenient
+    → ``int`` (``bool`` included: MindSpore's ``isinstance(x, int)``) or ``float``. JAX extension: a NumPy
+    floating scalar and a 0-d floating JAX array (integer too when lenient) are accepted, traced or not.
+    """
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)):
+        value = _array_scalar(arg_name, value, opt_name, "float", allow_int=not strict)
+    elif strict:
+        if not isinstance(value, float):
+            raise _type_error(opt_name, arg_name, "float", value)
+    elif not isinstance(value, (int, float)):
         raise _type_error(opt_name, arg_name, "float", value)
-    value = float(value)
-    if not math.isfinite(value):
+    else:
+        value = float(value)
+    concrete = concrete_value(value)
+    if concrete is not None and not math.isfinite(concrete):
         raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite number, but got {value!r}.")
     return value
+
+
+def check_float(arg_name: str, value: Any, opt_name: str) -> Any:
+    """Strict float: ``int``/``bool`` → ``TypeError``; nan/inf → ``ValueError`` (see :func:`_checked_number`)."""
+    return _checked_number(arg_name, value, opt_name, strict=True)
+
+
+def check_number(arg_name: str, value: Any, opt_name: str) -> Any:
+    """Lenient number (``int``/``bool`` converted, as MindSpore's ``isinstance(x, int)`` allows), finite."""
+    return _checked_number(arg_name, value, opt_name, strict=False)
 
 
 def check_float_range(
@@ -81,21 +129,28 @@ def check_float_range(
     lower_inclusive: bool = True,
     upper_inclusive: bool = True,
     strict: bool = True,
-) -> float:
-    """Checks type (strict float, or any int/float with ``strict=False``) and a (half-)open range."""
-    value = check_float(arg_name, value, opt_name) if strict else check_number(arg_name, value, opt_name)
+) -> Any:
+    """Checks type (strict float, or any int/float with ``strict=False``) and a (half-)open range.
+
+    Returns a Python float, or the 0-d JAX array itself (its range checked when it is concrete).
+    """
+    raw = value
+    value = _checked_number(arg_name, value, opt_name, strict=strict)
+    concrete = concrete_value(value)
+    if concrete is None:
+        return value
     ok = True
     if lower is not None:
-        ok &= value >= lower if lower_inclusive else value > lower
+        ok &= concrete >= lower if lower_inclusive else concrete > lower
     if upper is not None:
-        ok &= value <= upper if upper_inclusive else value < upper
+        ok &= concrete <= upper if upper_inclusive else concrete < upper
     if not ok:
         lo = "-inf" if lower is None else lower
         hi = "inf" if upper is None else upper
         lb = "[" if lower_inclusive and lower is not None else "("
         ub = "]" if upper_inclusive and upper is not None else ")"
         raise ValueError(
-            f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {value!r}."
+            f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {raw!r}."
         )
     return value
 
@@ -197,6 +252,70 @@ def check_gradients_match(updates: Any, params: Any, opt_name: str) -> None:
                 f"For '{opt_name}', the gradient of '{name}' has shape {tuple(g_shape)} but the parameter has "
                 f"shape {tuple(p_shape)}."
             )
+
+
+def _shape_of(x: Any) -> tuple | None:
+    if isinstance(x, RowSparse):
+        return tuple(x.dense_shape)
+    shape = getattr(x, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def check_floating_gradients(updates: Any, opt_name: str) -> None:
+    """Every gradient leaf (a row-sparse gradient: its values) must be floating-point.
+
+    Raises:
+        TypeError: an integer or boolean gradient leaf, naming it and its dtype (integer arithmetic with a float
+            learning rate would give silently wrong or zero updates).
+    """
+    from jaxopt_ms.sparse import is_row_sparse
+
+    paths = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_row_sparse)[0]
+    names = _leaf_names(jax.tree.map(lambda _: 0, updates, is_leaf=is_row_sparse))
+    for name, (_, g) in zip(names, paths):
+        values = g.values if isinstance(g, RowSparse) else g
+        dtype = getattr(values, "dtype", None)
+        if dtype is None and isinstance(values, (int, float, bool, complex)):
+            dtype = np.asarray(values).dtype
+        if dtype is not None and not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+            raise TypeError(
+                f"For '{opt_name}', every gradient must be floating-point, but the gradient of '{name}' has dtype "
+                f"'{dtype}'. Cast it to the parameter's dtype (e.g. jax.tree.map(lambda g, p: g.astype(p.dtype), "
+                f"grads, params))."
+            )
+
+
+def check_update_shapes(grads: Any, updates: Any, old_state: Any, new_state: Any, opt_name: str) -> None:
+    """Without ``params``: a gradient leaf of a wrong shape must not broadcast into the state or the update.
+
+    Checks (shapes are static, so this is free under jit) that each update leaf has its gradient's shape and that
+    every state leaf keeps its shape.
+
+    Raises:
+        ValueError: naming the leaf and both shapes.
+    """
+    from jaxopt_ms.sparse import is_row_sparse
+
+    g_leaves = jax.tree.leaves(grads, is_leaf=is_row_sparse)
+    u_leaves = jax.tree.leaves(updates, is_leaf=is_row_sparse)
+    names = _leaf_names(jax.tree.map(lambda _: 0, grads, is_leaf=is_row_sparse))
+    if len(g_leaves) == len(u_leaves):
+        for name, g, u in zip(names, g_leaves, u_leaves):
+            gs, us = _shape_of(g), _shape_of(u)
+            if gs is not None and us is not None and gs != us:
+                raise ValueError(
+                    f"For '{opt_name}', the gradient of '{name}' has shape {gs} but the optimizer state expects "
+                    f"shape {us} (the gradient would be broadcast). Pass gradients of the parameters' shapes."
+                )
+    old, new = jax.tree.leaves(old_state), jax.tree.leaves(new_state)
+    if len(old) == len(new):
+        for a, b in zip(old, new):
+            if _shape_of(a) != _shape_of(b):
+                raise ValueError(
+                    f"For '{opt_name}', a gradient does not have the shape of the optimizer state: a state leaf of "
+                    f"shape {_shape_of(a)} would become {_shape_of(b)} (broadcast). Pass gradients of the "
+                    f"parameters' shapes."
+                )
 
 
 def check_gradient_transformation(arg_name: str, value: Any, opt_name: str) -> Any:

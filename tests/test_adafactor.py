@@ -80,11 +80,24 @@ def test_factored_rms_block_alone():
     (dict(scale_parameter=1), TypeError, r"'scale_parameter'.*int"),
     (dict(compression=None), TypeError, r"'compression'.*NoneType"),
     (dict(loss_scale=0.0), ValueError, r"'loss_scale'.*0\.0"),
-    (dict(param_groups=[{"params": "w", "lr": 0.1}]), ValueError, r"'lr' 0\.1"),
+    (dict(learning_rate=0.1, relative_step=False, param_groups=[{"params": "w", "lr": 0.05}]), ValueError,
+     r"'lr' 0\.05"),
 ])
 def test_validation(kwargs, error, match):
     with pytest.raises(error, match=match):
         jaxopt_ms.adafactor(**kwargs)
+
+
+def test_group_lr_is_ignored_with_relative_step_as_mindspore():
+    # MindSpore accepts a group 'lr' with relative_step=True and replaces every rate by the relative step
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    grads = {"w": jnp.full((2, 3), 0.5), "b": jnp.full(3, -0.25)}
+    with_lr = jaxopt_ms.adafactor(param_groups=[{"params": "w", "lr": 0.5}, {"params": "b"}])
+    without = jaxopt_ms.adafactor(param_groups=[{"params": "w"}, {"params": "b"}])
+    got, _ = with_lr.update(grads, with_lr.init(params), params)
+    want, _ = without.update(grads, without.init(params), params)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(g, w)
 
 
 def test_beta1_accepts_int_and_none_as_mindspore():

@@ -1,6 +1,6 @@
 """Constructor validation: every TypeError / ValueError (and KeyError / RuntimeError for groups) MindSpore 2.10
-raises for SGD, Momentum, Adam, LazyAdam and AdamWeightDecay, for learning_rate, weight_decay, loss_scale and for
-parameter groups (reference §2.1-§2.3, §3.1-§3.5).
+raises for each optimizer its CPU build constructs, for learning_rate, weight_decay, loss_scale, every
+hyperparameter and parameter groups (reference §2.1-§2.3, §3), hand-written rows and seeded random ones.
 
 The table (tests/fixtures/validation.json) was produced by running MindSpore on each row
 (scripts/mindspore_fixtures/validation.py): the expected exception type is MindSpore's, except on the rows that
@@ -28,7 +28,11 @@ with open(os.path.join(os.path.dirname(__file__), "fixtures", "validation.json")
 def decode(v):
     if v == "nan":
         return float("nan")
+    if v == "inf":
+        return float("inf")
     if isinstance(v, dict):
+        if "$tuple" in v:
+            return tuple(v["$tuple"])
         if "$tensor" in v:
             return np.asarray(v["$tensor"], np.float32)
         if "$np_float32" in v:
@@ -48,7 +52,9 @@ def construct(row):
 
 
 def test_table_covers_every_optimizer_and_both_outcomes():
-    assert {r["optimizer"] for r in ROWS} == {"sgd", "momentum", "adam", "lazy_adam", "adam_weight_decay"}
+    assert {r["optimizer"] for r in ROWS} == {"sgd", "momentum", "adam", "lazy_adam", "adam_weight_decay", "adafactor",
+                                              "ftrl", "rmsprop", "adagrad", "proximal_adagrad", "adadelta", "adamax",
+                                              "asgd", "rprop", "lamb"}
     kinds = {r["mindspore"] for r in ROWS}
     assert {None, "TypeError", "ValueError", "KeyError", "RuntimeError"} <= kinds
 
@@ -92,7 +98,13 @@ def test_use_locking_is_accepted_and_has_no_effect():
                                   b.update(grads, b.init(params), params)[0]["w"])
 
 
-def test_traced_learning_rate_is_rejected_with_advice():
-    with pytest.raises(TypeError, match="set_lr"):
-        jax.jit(lambda lr: jaxopt_ms.sgd(lr).init({"w": jnp.ones(1)}))(jnp.float32(0.1))
+def test_traced_learning_rate_is_an_injected_rate():
+    # a traced (0-d JAX array) rate is read from the factory's argument: p - lr * g with the traced lr
+    def step(lr):
+        opt = jaxopt_ms.sgd(lr)
+        params = {"w": jnp.ones(1)}
+        updates, _ = opt.update({"w": jnp.full(1, 2.0)}, opt.init(params), params)
+        return updates["w"]
+
+    np.testing.assert_array_equal(jax.jit(step)(jnp.float32(0.25)), np.float32([-0.5]))
     assert isinstance(jaxopt_ms.sgd(0.1), optax.GradientTransformation)

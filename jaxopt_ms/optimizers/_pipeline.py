@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import optax
 
+from jaxopt_ms._hyper import is_array, static_equals
 from jaxopt_ms.groups import GroupConfig
 from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.centralization import centralize_gradients
@@ -19,8 +20,10 @@ from jaxopt_ms.transforms.loss_scale import unscale_gradients
 from jaxopt_ms.transforms.weight_decay import add_decayed_weights
 
 
-def _is_active(weight_decay) -> bool:
-    return callable(weight_decay) or weight_decay > 0.0
+def is_active(weight_decay) -> bool:
+    """Whether the weight-decay block is in the chain: ``wd > 0``, a schedule, or an array (whose value may change
+    between updates under ``optax.inject_hyperparams``; ``w * 0`` then adds nothing)."""
+    return callable(weight_decay) or is_array(weight_decay) or weight_decay > 0.0
 
 
 def preprocess(cfg: GroupConfig, loss_scale: float = 1.0, *, opt_name: str = "this optimizer",
@@ -33,11 +36,11 @@ def preprocess(cfg: GroupConfig, loss_scale: float = 1.0, *, opt_name: str = "th
             leaf raises a ``TypeError`` naming ``opt_name`` and the leaf (reference §2.8).
     """
     blocks = [] if row_sparse else [reject_row_sparse(opt_name)]
-    if _is_active(cfg.weight_decay):
+    if is_active(cfg.weight_decay):
         blocks.append(add_decayed_weights(cfg.weight_decay, loss_scale, cfg.decay_filter))
     if cfg.grad_centralization:
         blocks.append(centralize_gradients())
-    if loss_scale != 1.0:
+    if not static_equals(loss_scale, 1.0):  # an array (inject_hyperparams) takes the general path
         blocks.append(unscale_gradients(loss_scale))
     return blocks
 

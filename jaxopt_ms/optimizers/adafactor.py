@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import numpy as np
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
@@ -46,8 +48,9 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     decay filter). ``loss_scale`` is validated and ignored, as MindSpore does. ``compression`` keeps the
     un-factored second moments in float16, as MindSpore does (only those: MindSpore keeps ``exp_avg`` and the
     factored moments in the parameter's dtype). A learning rate that is not a number (schedule, array) turns
-    ``scale_parameter`` off, as in MindSpore. Parameter groups select leaves only (a group ``lr`` is an error,
-    as in MindSpore). Reference: MindSpore 2.10 ``nn.AdaFactor``.
+    ``scale_parameter`` off, as in MindSpore. Parameter groups select leaves only: a group ``lr`` is ignored with
+    ``relative_step=True`` (as in MindSpore) and an error otherwise (MindSpore would pass the tuple of rates
+    unmapped to every leaf). Reference: MindSpore 2.10 ``nn.AdaFactor``.
 
     Example:
         >>> opt = jaxopt_ms.adafactor()                                   # relative steps: lr = 0.01 * rms(p)
@@ -63,8 +66,11 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
         raise ValueError(f"For '{name}', 'warmup_init'=True requires 'relative_step'=True.")
     if learning_rate is None and not relative_step:
         raise ValueError(f"For '{name}', 'learning_rate' is None and 'relative_step' is False: give one of them.")
+    # a NumPy floating scalar or a 0-d JAX array counts as a number (optax.inject_hyperparams passes floats as
+    # arrays); MindSpore's 0-d Tensor turns scale_parameter off: pass scale_parameter=False for that
     is_number = learning_rate is None or (isinstance(learning_rate, (int, float)) and not isinstance(learning_rate,
-                                                                                                    bool))
+                                                                                                    bool)) or (
+        isinstance(learning_rate, (np.floating, jax.Array)) and np.ndim(learning_rate) == 0)
     check_loss_scale(loss_scale, name)
     eps = _check_eps(eps, name)
     clip_threshold = check_non_negative_float("clip_threshold", clip_threshold, name)
@@ -76,11 +82,15 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     check_bool("compression", compression, name)
     beta1 = 0.0 if beta1 is None else check_number("beta1", beta1, name)
     check_non_negative_float("beta1", beta1, name)
-    if param_groups is not None:
+    if param_groups is not None and relative_step:
+        # MindSpore replaces the rate by the relative step: a group 'lr' is accepted and ignored
+        param_groups = [{k: v for k, v in g.items() if k != "lr"} if isinstance(g, dict) else g for g in param_groups]
+    elif param_groups is not None:
         for i, group in enumerate(param_groups):
             if isinstance(group, dict) and "lr" in group:
-                raise ValueError(f"For '{name}', a parameter group cannot set 'lr' (MindSpore's AdaFactor has one "
-                                 f"learning rate), but group {i} has 'lr' {group['lr']!r}.")
+                raise ValueError(f"For '{name}', a parameter group cannot set 'lr' with relative_step=False "
+                                 f"(MindSpore's AdaFactor has one learning rate), but group {i} has 'lr' "
+                                 f"{group['lr']!r}.")
     lr = relative_step_learning_rate(warmup_init) if learning_rate is None else learning_rate
     scale_parameter = scale_parameter and is_number
     return with_param_groups(

@@ -8,13 +8,13 @@ import optax
 
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import GroupConfig, with_param_groups
-from jaxopt_ms.optimizers._pipeline import mindspore_chain
+from jaxopt_ms.optimizers._pipeline import is_active, mindspore_chain
 from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.adam import scale_by_adam
 from jaxopt_ms.transforms.adam_weight_decay import scale_by_adam_weight_decay
 from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
 from jaxopt_ms.transforms.weight_decay import add_decayed_weights
-from jaxopt_ms.validation import check_bool, check_float_range, check_loss_scale, check_positive_float
+from jaxopt_ms.validation import check_bool, check_float, check_float_range, check_loss_scale, check_positive_float
 
 __all__ = ["adam", "adam_weight_decay", "check_adam_args", "lazy_adam"]
 
@@ -107,11 +107,12 @@ def lazy_adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, use_locking=
     """
     name = "LazyAdam"
     check_adam_args(name, beta1, beta2, eps, use_locking=use_locking, use_nesterov=use_nesterov)
-    if callable(weight_decay) or isinstance(weight_decay, bool) or not isinstance(weight_decay, float):
+    if callable(weight_decay):
         raise TypeError(
             f"For '{name}', the type of 'weight_decay' should be 'float', but got type "
             f"'{type(weight_decay).__name__}' (value {weight_decay!r})."
         )
+    check_float("weight_decay", weight_decay, name)  # strict (an int is a TypeError); the range comes next
     return _adam_family(name, learning_rate, beta1, beta2, eps, use_nesterov, weight_decay, loss_scale, False,
                         param_groups, decay_filter, allow_dynamic_weight_decay=False, lazy=True)
 
@@ -138,7 +139,7 @@ def adam_weight_decay(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weig
         if cfg.grad_centralization:
             warnings.warn("AdamWeightDecay ignores 'grad_centralization', as MindSpore does.", stacklevel=3)
         blocks = [reject_row_sparse(name), scale_by_adam_weight_decay(beta1, beta2, eps)]
-        if callable(cfg.weight_decay) or cfg.weight_decay > 0.0:
+        if is_active(cfg.weight_decay):
             blocks.append(add_decayed_weights(cfg.weight_decay, 1.0, cfg.decay_filter))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
         return optax.chain(*blocks)

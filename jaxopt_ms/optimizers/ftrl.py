@@ -10,6 +10,7 @@ from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.names import decay_all
 from jaxopt_ms.optimizers._pipeline import preprocess
 from jaxopt_ms.transforms.ftrl import apply_ftrl
+from jaxopt_ms.transforms.learning_rate import resolve_learning_rate
 from jaxopt_ms.validation import (
     check_bool,
     check_float_range,
@@ -45,6 +46,7 @@ def ftrl(initial_accum=0.1, learning_rate=0.001, lr_power=-0.5, l1=0.0, l2=0.0, 
         >>> updates, state = opt.update({'w': jnp.ones((2, 3))}, opt.init(params), params)
     """
     name = "FTRL"
+    resolve_learning_rate(learning_rate, name)  # MindSpore's base class parses the rate first ('abc': ValueError)
     group_lr = param_groups is not None and any(isinstance(g, dict) and "lr" in g for g in param_groups)
     if _is_dynamic(learning_rate) or group_lr:
         raise ValueError(

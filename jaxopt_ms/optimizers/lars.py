@@ -30,7 +30,7 @@ def _is_dynamic(lr: Any) -> bool:
 
 
 @optimizer_factory
-def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filter=mindspore_lars_filter
+def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filter=None
          ) -> optax.GradientTransformation:
     """MindSpore's LARS: rescales each selected leaf's gradient by a trust ratio, then runs ``optimizer``.
 
@@ -42,8 +42,8 @@ def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filte
         optimizer(g)                                                    (rebuilt with weight_decay=0, loss_scale=1)
 
     ``wd`` is the wrapped optimizer's weight decay on the leaves its decay filter selects (per group in group
-    mode); leaves outside ``lars_filter`` (default: names with 'LayerNorm' or 'bias') get no weight decay at all,
-    as in MindSpore. ``optimizer`` must be built by a jaxopt_ms factory (it is rebuilt from its recorded
+    mode); leaves outside ``lars_filter`` (default ``None``: names with 'LayerNorm' or 'bias') get no weight decay
+    at all, as in MindSpore. ``optimizer`` must be built by a jaxopt_ms factory (it is rebuilt from its recorded
     arguments). MindSpore cannot run LARS on the CPU. Reference: MindSpore 2.10 ``nn.LARS``.
 
     Example:
@@ -58,7 +58,9 @@ def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filte
     epsilon = check_float("epsilon", epsilon, name)
     coefficient = check_float("coefficient", coefficient, name)
     check_bool("use_clip", use_clip, name)
-    check_callable("lars_filter", lars_filter, name)
+    # None: MindSpore's rule (no 'LayerNorm', no 'bias'); a None default also keeps optax.inject_hyperparams from
+    # taking the filter for a schedule (it treats every callable argument as one)
+    lars_filter = mindspore_lars_filter if lars_filter is None else check_callable("lars_filter", lars_filter, name)
 
     args = optimizer.arguments
     groups = args.get("param_groups")
@@ -110,3 +112,6 @@ def lars(optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False, lars_filte
         return updates, LarsWrapperState(lars_state, inner_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+lars.default_lars_filter = mindspore_lars_filter  # what lars_filter=None means (read by jaxopt_ms.fused)

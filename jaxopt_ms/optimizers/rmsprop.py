@@ -6,6 +6,7 @@ import optax
 
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms._float32 import f32_value
+from jaxopt_ms._hyper import is_array
 from jaxopt_ms.groups import GroupConfig, with_param_groups
 from jaxopt_ms.optimizers._pipeline import preprocess
 from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
@@ -52,7 +53,7 @@ def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locki
         # float32: the float32 values make Optax's own `1 - decay` the same number.
         blocks.append(scale_by(decay=f32_value(decay), eps=f32_value(epsilon), initial_scale=1.0, eps_in_sqrt=True))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
-        if momentum > 0.0:
+        if is_array(momentum) or momentum > 0.0:  # an array: trace(0) is the identity, g + 0 * t
             blocks.append(optax.trace(decay=f32_value(momentum)))
         return optax.chain(*blocks)
 

@@ -8,7 +8,7 @@ from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.optimizers._pipeline import mindspore_chain
 from jaxopt_ms.transforms.sgd import scale_by_sgd
-from jaxopt_ms.validation import check_bool, check_float_range, check_loss_scale
+from jaxopt_ms.validation import check_bool, check_float_range, check_loss_scale, concrete_value
 
 __all__ = ["momentum", "sgd"]
 
@@ -30,7 +30,8 @@ def sgd(learning_rate=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nester
     momentum = check_float_range("momentum", momentum, name, 0.0, strict=False)
     dampening = check_float_range("dampening", dampening, name, 0.0, strict=False)
     check_bool("nesterov", nesterov, name)
-    if nesterov and (momentum <= 0.0 or dampening != 0.0):
+    m_value, d_value = concrete_value(momentum), concrete_value(dampening)  # None when traced: not checkable
+    if nesterov and ((m_value is not None and m_value <= 0.0) or (d_value is not None and d_value != 0.0)):
         raise ValueError(
             f"For '{name}', if 'nesterov' is true, 'momentum' must be > 0.0 and 'dampening' must equal 0.0, "
             f"but got 'momentum' {momentum!r} and 'dampening' {dampening!r}."

@@ -30,6 +30,7 @@ import optax
 
 from jaxopt_ms._flat import buffer_tree, from_buffer_tree, is_flat, leaf_means
 from jaxopt_ms._float32 import f32, one_minus
+from jaxopt_ms._hyper import is_array, safe_sqrt
 from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
 
@@ -73,7 +74,7 @@ class ScaleByFactoredRmsState(NamedTuple):
 
 def rms(x) -> jax.Array:
     """Root mean square over the whole array."""
-    return jnp.sqrt(jnp.mean(jnp.square(x)))
+    return safe_sqrt(jnp.mean(jnp.square(x)))
 
 
 def relative_step_learning_rate(warmup_init: bool = False):
@@ -145,12 +146,16 @@ def adafactor_finish(d, p, exp_avg, p_rms, d_rms, *, lr, clip_threshold: float, 
     lr_t = lr * jnp.maximum(jnp.float32(eps2), p_rms) if scale_parameter else lr
     lr_t = jnp.asarray(lr_t, p.dtype)
     d = d / jnp.maximum(d_rms / clip_threshold, 1.0) * lr_t
-    if beta1 > 0:
+    if is_array(beta1) or beta1 > 0:
         # MindSpore: exp_avg * beta1 + update * (1 - beta1), beta1 a float32 tensor
-        exp_avg = (exp_avg.astype(p.dtype) * f32(beta1).astype(p.dtype) + d * one_minus(beta1, p.dtype)
-                   ).astype(exp_avg.dtype)
-        d = exp_avg.astype(p.dtype)
-    if weight_decay > 0:
+        new_avg = exp_avg.astype(p.dtype) * f32(beta1).astype(p.dtype) + d * one_minus(beta1, p.dtype)
+        if is_array(beta1):  # optax.inject_hyperparams: the first moment is kept, used where beta1 > 0
+            exp_avg = jnp.where(beta1 > 0, new_avg, exp_avg.astype(p.dtype)).astype(exp_avg.dtype)
+            d = jnp.where(beta1 > 0, exp_avg.astype(p.dtype), d)
+        else:
+            exp_avg = new_avg.astype(exp_avg.dtype)
+            d = exp_avg.astype(p.dtype)
+    if is_array(weight_decay) or weight_decay > 0:  # an array: the general path, p * -0 * lr_t adds 0
         p = p + p * -weight_decay * lr_t
     return p - d, exp_avg
 
@@ -196,9 +201,14 @@ def _shaped(tree: Any) -> Any:
     return buffer_tree(tree)
 
 
+def _has_first_moment(beta1) -> bool:
+    # structure: an array beta1 (optax.inject_hyperparams) may become > 0 at any update, so it keeps the moment
+    return is_array(beta1) or beta1 > 0
+
+
 def _leaf_rms(tree: Any) -> Any:
     # Per-leaf RMS broadcast over each leaf: rms() on a plain leaf, one reduction per buffer on flat buffers.
-    return jax.tree.map(jnp.sqrt, leaf_means(jax.tree.map(jnp.square, tree)))
+    return jax.tree.map(safe_sqrt, leaf_means(jax.tree.map(jnp.square, tree)))
 
 
 def _beta2t(count, decay_rate: float):
@@ -224,7 +234,8 @@ def apply_adafactor(learning_rate: LearningRateLike, eps: tuple[float, float] = 
     def init_fn(params: Any) -> AdaFactorState:
         shaped = _shaped(params)  # flat buffers: a factored leaf has a buffer of its own (buffer_tree)
         row, col, sq = unzip(jax.tree.map(lambda p: init_factored_moments(p, compression), shaped), shaped, 3)
-        exp_avg = jax.tree.map(lambda p: jnp.zeros(p.shape, _compute_dtype(p.dtype)), params) if beta1 > 0 else None
+        zeros = lambda p: jnp.zeros(p.shape, _compute_dtype(p.dtype))
+        exp_avg = jax.tree.map(zeros, params) if _has_first_moment(beta1) else None
         return AdaFactorState(exp_avg, row, col, sq, lr.init())
 
     def update_fn(updates, state, params=None):
@@ -246,13 +257,13 @@ def apply_adafactor(learning_rate: LearningRateLike, eps: tuple[float, float] = 
         d_again = from_buffer_tree(jax.tree.map(keep(rms_direction), *isolated(shaped, row, col, new_sq),
                                                 is_leaf=none))
         p_rms, d_rms = _leaf_rms(isolated(p)[0]), _leaf_rms(d_again)
-        exp_avg = state.exp_avg if beta1 > 0 else jax.tree.map(lambda _: None, updates)
+        exp_avg = state.exp_avg if _has_first_moment(beta1) else jax.tree.map(lambda _: None, updates)
         finish = keep(lambda d, p, m, pr, dr: adafactor_finish(
-            d, p, m, pr, dr, lr=state.lr.learning_rate, clip_threshold=clip_threshold, beta1=beta1,
+            d, p, m, pr, dr, lr=lr.current(state.lr), clip_threshold=clip_threshold, beta1=beta1,
             weight_decay=weight_decay, scale_parameter=scale_parameter, eps2=eps[1]))
         new_p, m = unzip(jax.tree.map(finish, d, p, exp_avg, p_rms, d_rms, is_leaf=none), updates, 2)
         deltas = jax.tree.map(keep(lambda n, p: (n.astype(p.dtype) - p).astype(p.dtype)), new_p, params, is_leaf=none)
-        return deltas, AdaFactorState(m if beta1 > 0 else None, row, col, sq, lr.advance(state.lr))
+        return deltas, AdaFactorState(m if _has_first_moment(beta1) else None, row, col, sq, lr.advance(state.lr))
 
     return optax.GradientTransformation(init_fn, update_fn)
 

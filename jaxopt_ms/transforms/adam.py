@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._float32 import f32, one_minus, rounded
+from jaxopt_ms._hyper import safe_sqrt
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.sparse import RowSparse, coalesce, densify, gather_rows, is_row_sparse, set_rows
 
@@ -63,7 +64,7 @@ def adam_direction(g, m, v, correction, beta1: float, eps: float, use_nesterov: 
     g_, m, v = g.astype(dtype), m.astype(dtype), v.astype(dtype)
     # nnacl AdamFp32 (nesterov): m * b1 + (1 - b1) * g, in float32
     num = m * f32(beta1).astype(dtype) + one_minus(beta1, dtype) * g_ if use_nesterov else m
-    return (correction.astype(dtype) * num / (jnp.sqrt(v) + eps)).astype(g.dtype)
+    return (correction.astype(dtype) * num / (safe_sqrt(v) + eps)).astype(g.dtype)
 
 
 def sparse_adam_leaf(g: RowSparse, m, v, correction, beta1: float, beta2: float, eps: float, use_nesterov: bool,

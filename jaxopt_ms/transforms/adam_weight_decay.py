@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._hyper import safe_sqrt
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.transforms.adam import adam_moments
 
@@ -39,7 +39,7 @@ def scale_by_adam_weight_decay(beta1: float = 0.9, beta2: float = 0.999, eps: fl
         del params
         m, v = unzip(jax.tree.map(lambda g, m, v: adam_moments(g, m, v, beta1, beta2),
                                   updates, state.adam_m, state.adam_v), updates, 2)
-        direction = jax.tree.map(lambda g, m_, v_: (m_ / (jnp.sqrt(v_) + eps)).astype(g.dtype), updates, m, v)
+        direction = jax.tree.map(lambda g, m_, v_: (m_ / (safe_sqrt(v_) + eps)).astype(g.dtype), updates, m, v)
         return direction, ScaleByAdamWeightDecayState(m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -68,7 +68,7 @@ def apply_asgd(learning_rate: LearningRateLike = 0.1, lambd: float = 1e-4, alpha
 
     def update_fn(updates, state, params=None):
         require_params(params, "asgd")
-        rate = state.lr.learning_rate
+        rate = lr.current(state.lr)
         t = state.lr.count + 1
         out = jax.tree.map(
             lambda g, p, e, m, a: asgd_update(g, p, e, m, a, lr=rate, t=t, lambd=lambd, alpha=alpha, t0=t0),

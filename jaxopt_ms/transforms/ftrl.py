@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._hyper import is_array
 from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.sparse import RowSparse, is_row_sparse, update_rows
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, LearningRateState, resolve_learning_rate
@@ -42,6 +43,8 @@ class FtrlState(NamedTuple):
 
 def _accum_power(a, lr_power: float):
     # MindSpore's kernels special-case lr_power == -0.5 as a square root.
+    if is_array(lr_power):  # optax.inject_hyperparams: the same special case, by value
+        return jnp.where(lr_power == -0.5, jnp.sqrt(a), jnp.power(a, -lr_power))
     if lr_power == -0.5:
         return jnp.sqrt(a)
     return jnp.power(a, -lr_power)
@@ -94,7 +97,7 @@ def apply_ftrl(learning_rate: LearningRateLike = 0.001, initial_accum: float = 0
 
     def update_fn(updates, state, params=None):
         require_params(params, "ftrl")
-        rate = state.lr.learning_rate
+        rate = lr.current(state.lr)
         rule = lambda g, p, a, lin: ftrl_update(g, p, a, lin, lr=rate, l1=l1, l2=l2, lr_power=lr_power)
 
         def leaf(g, p, a, lin):

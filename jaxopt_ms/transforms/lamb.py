@@ -20,10 +20,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxopt_ms._flat import leaf_norms
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import safe_div, safe_sqrt
 from jaxopt_ms._tree import isolated, require_params, unzip
 from jaxopt_ms.names import mindspore_decay_filter
 from jaxopt_ms.transforms.adam import adam_moments
@@ -53,7 +54,7 @@ class ScaleByLambState(NamedTuple):
 def lamb_ratio_of_norms(p_norm, ghat_norm) -> jax.Array:
     """MindSpore's trust ratio from the two norms: ``p_norm / ghat_norm`` (1 if one is 0), clipped to [0, 10],
     nan -> 0. Element-wise, so it also takes norms broadcast over a leaf (the fused path)."""
-    ratio = jnp.where((p_norm > 0) & (ghat_norm > 0), p_norm / ghat_norm, 1.0)
+    ratio = safe_div(p_norm, ghat_norm, (p_norm > 0) & (ghat_norm > 0), 1.0)  # finite gradient at a zero norm
     ratio = jnp.clip(ratio, 0.0, 10.0)
     return jnp.where(jnp.isnan(ratio), 0.0, ratio)
 
@@ -64,7 +65,7 @@ def _square(x) -> jax.Array:
 
 def lamb_trust_ratio(p, ghat) -> jax.Array:
     """MindSpore's per-leaf trust ratio ``||p|| / ||ghat||`` (1 if a norm is 0), clipped to [0, 10], nan -> 0."""
-    return lamb_ratio_of_norms(jnp.sqrt(jnp.sum(_square(p))), jnp.sqrt(jnp.sum(_square(ghat))))
+    return lamb_ratio_of_norms(safe_sqrt(jnp.sum(_square(p))), safe_sqrt(jnp.sum(_square(ghat))))
 
 
 def _corrected(m, v, t, beta1: float, beta2: float):
@@ -75,7 +76,7 @@ def _corrected(m, v, t, beta1: float, beta2: float):
 def lamb_r(m, v, p, t, weight_decay, beta1: float, beta2: float, eps: float) -> jax.Array:
     """The update ``r = mh / (sqrt(vh) + eps) + wd p`` from the new moments."""
     mh, vh = _corrected(m, v, t, beta1, beta2)
-    return mh / (jnp.sqrt(vh) + eps) + weight_decay * p
+    return mh / (safe_sqrt(vh) + eps) + weight_decay * p
 
 
 def lamb_ghat(m, v, p, t, weight_decay, beta1: float, beta2: float, eps: float) -> jax.Array:
@@ -107,7 +108,7 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
                   decay_filter: Callable[[str, Any], bool] = mindspore_decay_filter) -> optax.GradientTransformation:
     """MindSpore Lamb's direction ``tr * r`` (see the module docstring); needs ``params`` in ``update``."""
     dynamic = callable(weight_decay)
-    fixed = None if dynamic else np.float32(weight_decay)
+    fixed = None if dynamic else f32(weight_decay)
 
     def init_fn(params):
         return ScaleByLambState(jnp.zeros([], jnp.int32), optax.tree.zeros_like(params),

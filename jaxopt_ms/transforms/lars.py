@@ -23,6 +23,8 @@ import numpy as np
 import optax
 
 from jaxopt_ms._flat import leaf_norms
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import is_static, safe_sqrt
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, mindspore_lars_filter
 from jaxopt_ms.transforms.learning_rate import LearningRateLike, resolve_learning_rate
@@ -44,7 +46,10 @@ def lars_trust(w_norm, g_norm, weight_decay, lr, *, epsilon: float, coefficient:
     broadcast over a leaf (the fused path)."""
     trust = coefficient * w_norm / (g_norm + weight_decay * w_norm + epsilon)
     if use_clip:
-        trust = jnp.clip(trust / lr, 0.0, 1.0)
+        # lr == 0: the forward value trust / 0 as before, with a zero (not NaN) gradient
+        nonzero = lr != 0
+        ratio = jnp.where(nonzero, trust / jnp.where(nonzero, lr, 1.0), jax.lax.stop_gradient(trust / lr))
+        trust = jnp.clip(ratio, 0.0, 1.0)
     return trust
 
 
@@ -59,7 +64,7 @@ def _square(x) -> jax.Array:
 
 def lars_gradient(g, w, weight_decay, lr, *, epsilon: float, coefficient: float, use_clip: bool):
     """The LARS-scaled gradient of one whole leaf: ``trust * (g + weight_decay * w)`` (see the module docstring)."""
-    trust = lars_trust(jnp.sqrt(jnp.sum(_square(w))), jnp.sqrt(jnp.sum(_square(g))), weight_decay, lr,
+    trust = lars_trust(safe_sqrt(jnp.sum(_square(w))), safe_sqrt(jnp.sum(_square(g))), weight_decay, lr,
                        epsilon=epsilon, coefficient=coefficient, use_clip=use_clip)
     return lars_scale(g, w, weight_decay, trust)
 
@@ -95,8 +100,11 @@ def scale_by_lars(
         An ``optax.GradientTransformationExtraArgs`` with state :class:`LarsState`; needs ``params``.
     """
     dynamic = callable(weight_decay)
-    scale = np.float32(loss_scale)
-    fixed = None if dynamic else np.float32(np.float32(float(weight_decay) * float(loss_scale)) / scale)
+    scale = np.float32(loss_scale) if is_static(loss_scale) else f32(loss_scale)
+    if dynamic or is_static(weight_decay) and is_static(loss_scale):
+        fixed = None if dynamic else np.float32(np.float32(float(weight_decay) * float(loss_scale)) / scale)
+    else:  # an array (optax.inject_hyperparams): the same two roundings, in float32
+        fixed = f32(weight_decay) * scale / scale
     own_lr = None if learning_rate is None else resolve_learning_rate(learning_rate, "LARS")
 
     def init_fn(params):

@@ -13,6 +13,8 @@ import jax
 import numpy as np
 import optax
 
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import is_array, static_equals
 from jaxopt_ms.sparse import is_row_sparse, map_values
 
 __all__ = ["unscale_gradients"]
@@ -20,9 +22,10 @@ __all__ = ["unscale_gradients"]
 
 def unscale_gradients(loss_scale: float = 1.0) -> optax.GradientTransformation:
     """Multiplies gradients by the float32 reciprocal of ``loss_scale`` (identity when it is 1)."""
-    if float(loss_scale) == 1.0:
+    if static_equals(loss_scale, 1.0):
         return optax.identity()
-    reciprocal = np.float32(1.0 / float(loss_scale))
+    # an array (optax.inject_hyperparams) takes the general path: its float32 reciprocal, computed in float32
+    reciprocal = f32(1.0 / f32(loss_scale)) if is_array(loss_scale) else np.float32(1.0 / float(loss_scale))
 
     def update_fn(updates, state, params=None):
         del params

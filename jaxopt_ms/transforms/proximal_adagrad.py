@@ -80,7 +80,7 @@ def apply_proximal_adagrad(learning_rate: LearningRateLike = 0.001, initial_accu
 
     def update_fn(updates, state, params=None):
         require_params(params, "proximal_adagrad")
-        rate = state.lr.learning_rate
+        rate = lr.current(state.lr)
         rule = lambda g, p, a: proximal_adagrad_update(g, p, a, lr=rate, l1=l1, l2=l2)
 
         def leaf(g, p, a):

@@ -64,7 +64,7 @@ def apply_rprop(learning_rate: LearningRateLike = 0.1, etas: tuple[float, float]
 
     def update_fn(updates, state, params=None):
         del params
-        rate = state.lr.learning_rate
+        rate = lr.current(state.lr)
         first = state.lr.count == 0
         out = jax.tree.map(
             lambda g, pr, st: rprop_update(g, pr, st, lr=rate, first=first, etaminus=etaminus, etaplus=etaplus,

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._float32 import one_minus
+from jaxopt_ms._hyper import is_array, is_static
 from jaxopt_ms._tree import unzip
 
 __all__ = ["ScaleBySgdState", "scale_by_sgd", "sgd_direction"]
@@ -27,6 +28,8 @@ def sgd_direction(g, accum, first, momentum: float, dampening: float, nesterov: 
     ``accum = g`` on the first update (no dampening), else ``momentum * accum + (1 - dampening) * g``;
     the direction is ``g + momentum * accum`` (nesterov) or ``accum``.
     """
+    if is_array(momentum):  # optax.inject_hyperparams: momentum 0 passes g through (dampening ignored)
+        first = first | (momentum <= 0.0)
     # SGD kernel: dampening a float attribute, 1 - dampening computed in float32
     new_accum = jnp.where(first, g, momentum * accum + one_minus(dampening, accum.dtype) * g).astype(accum.dtype)
     direction = g + momentum * new_accum if nesterov else new_accum
@@ -40,7 +43,7 @@ def scale_by_sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool =
     With ``momentum == 0`` the gradient passes through and ``dampening`` is ignored (as in MindSpore); no
     buffer is allocated then. Per-element ``stat`` of MindSpore is one scalar here: all elements agree.
     """
-    if momentum <= 0.0:
+    if is_static(momentum) and momentum <= 0.0:  # an array momentum takes the general path
         return optax.identity()
 
     def init_fn(params):

@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_ms._float32 import f32
+from jaxopt_ms._hyper import is_static, static_equals
 from jaxopt_ms._tree import require_params
 from jaxopt_ms.names import mindspore_decay_filter, param_names
 from jaxopt_ms.sparse import RowSparse, gather_rows, is_row_sparse
@@ -66,7 +68,8 @@ def add_decayed_weights(
 
     Args:
         weight_decay: a float ``>= 0`` (0 disables the block, as MindSpore applies decay iff ``wd > 0``), or a
-            callable ``step -> wd`` evaluated at the update's step ``k`` (MindSpore's dynamic weight decay).
+            callable ``step -> wd`` evaluated at the update's step ``k`` (MindSpore's dynamic weight decay), or a
+            0-d JAX array (``optax.inject_hyperparams``: the block is always there, ``w * 0`` adds nothing).
         loss_scale: the factor MindSpore pre-multiplies the decay by, undone by the later loss-scale division.
         decay_filter: ``(name, leaf) -> bool``; default: names without ``'beta'`` and ``'gamma'``.
 
@@ -74,9 +77,12 @@ def add_decayed_weights(
         An ``optax.GradientTransformation``; needs ``params`` in ``update``.
     """
     dynamic = callable(weight_decay)
-    if not dynamic and weight_decay == 0.0:
+    if not dynamic and static_equals(weight_decay, 0.0):
         return optax.identity()
-    fixed = None if dynamic else np.float32(float(weight_decay) * float(loss_scale))
+    if dynamic or is_static(weight_decay) and is_static(loss_scale):
+        fixed = None if dynamic else np.float32(float(weight_decay) * float(loss_scale))
+    else:  # an array (optax.inject_hyperparams): the general path, the product in float32
+        fixed = f32(weight_decay) * f32(loss_scale)
 
     def init_fn(params):
         del params
@@ -87,7 +93,7 @@ def add_decayed_weights(
     def update_fn(updates, state, params=None):
         require_params(params, "add_decayed_weights")
         if dynamic:
-            wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) * np.float32(loss_scale)
+            wd = jnp.asarray(weight_decay(state.count), jnp.float32).reshape(()) * f32(loss_scale)
         else:
             wd = jnp.asarray(fixed)
         mask = leaf_mask(params, decay_filter)

@@ -1,14 +1,19 @@
 """Which exception MindSpore 2.10 raises for each bad constructor argument (tests/fixtures/validation.json).
 
-Each row constructs a MindSpore optimizer (``SGD``, ``Momentum``, ``Adam``, ``LazyAdam``, ``AdamWeightDecay``) with
-one bad argument -- an optimizer hyperparameter, ``learning_rate``, ``weight_decay``, ``loss_scale`` or a parameter
-group -- and records the exception type (``null`` when MindSpore accepts it) and message. The JAX test
+Each row constructs a MindSpore optimizer (every one the CPU build can construct: ``SGD``, ``Momentum``, ``Adam``,
+``LazyAdam``, ``AdamWeightDecay``, ``AdaFactor``, ``FTRL``, ``RMSProp``, ``Adagrad``, ``ProximalAdagrad``,
+``Adadelta``, ``AdaMax``, ``ASGD``, ``Rprop``, ``Lamb``) with one bad argument -- an optimizer hyperparameter,
+``learning_rate``, ``weight_decay``, ``loss_scale`` or a parameter group -- and records the exception type
+(``null`` when MindSpore accepts it) and message. The JAX test
 (tests/test_validation.py) builds the same row with ``jaxopt_ms`` and expects the same type, with a message naming
 the argument (``arg``) and the value (``value``). Rows where jaxopt_ms deliberately differs carry ``jax`` (the
 exception jaxopt_ms raises, or null) and ``why``.
 
 Encoded values: ``{"$tensor": x}`` a Tensor / NumPy array, ``{"$np_float32": x}`` a NumPy scalar, ``{"$cell": 1}``
-a dynamic schedule (``nn.ExponentialDecayLR(0.1, 0.9, 4)`` / a JAX callable), ``{"$object": 1}`` an ``object()``.
+a dynamic schedule (``nn.ExponentialDecayLR(0.1, 0.9, 4)`` / a JAX callable), ``{"$object": 1}`` an ``object()``,
+``{"$tuple": [...]}`` a tuple. Besides the hand-written rows, ``random_rows`` draws (seeded) one argument of one
+optimizer and a value from a pool of kinds (bool, int, negative, zero, out-of-range, nan, inf, str, None, NumPy
+scalar, list).
 Group ``params`` are parameter names (``a``, ``b``: float32 (2, 2) parameters).
 
 Run from the repository root::
@@ -123,7 +128,116 @@ ROWS = [
     ("sgd", {"param_groups": [{"params": ["a"], "weight_decay": {"$cell": 1}}]}, "weight_decay", None),
     ("adam", {"param_groups": [{"params": ["a"], "lr": [0.1, 0.2], "weight_decay": {"$cell": 1}},
                                {"params": ["b"], "lr": 0.01}]}, None, None),
+    # --- bool where MindSpore takes an int (isinstance(True, int)) ---
+    ("sgd", {"weight_decay": True}, None, None),
+    ("sgd", {"momentum": True}, None, None),
+    ("sgd", {"dampening": True}, None, None),
+    ("sgd", {"loss_scale": True}, None, None),
+    ("momentum", {**M, "weight_decay": True}, None, None),
+    ("adam", {"weight_decay": True}, None, None),
+    ("adam", {"loss_scale": True}, None, None),
+    ("adafactor", {"loss_scale": True}, None, None),
+    # --- learning rate by value, every type ---
+    ("sgd", {"learning_rate": NAN}, "learning", None),
+    ("sgd", {"learning_rate": "inf"}, "learning", None),
+    ("sgd", {"learning_rate": {"$np_float32": -0.1}}, "learning_rate", None),
+    ("sgd", {"learning_rate": {"$tensor": -0.1}}, "learning_rate", None),
+    ("sgd", {"learning_rate": [0.1, -0.1]}, "learning_rate", None),
+    ("ftrl", {"learning_rate": "abc"}, None, None),
+    ("ftrl", {"learning_rate": 1}, "learning_rate", 1),
+    ("ftrl", {"learning_rate": -0.1}, "learning", -0.1),
+    ("ftrl", {"learning_rate": NAN}, "learning", None),
+    ("ftrl", {"learning_rate": [0.1, 0.2]}, "learning", None),
+    ("lamb", {"learning_rate": -0.1}, "learning", -0.1),
+    # --- AdaFactor ---
+    ("adafactor", {"param_groups": [{"params": ["a"], "lr": 0.1}, {"params": ["b"]}]}, None, None),
+    ("adafactor", {"learning_rate": 0.1, "relative_step": False, "param_groups": [{"params": ["a"], "lr": 0.05},
+                                                                                 {"params": ["b"]}]}, "lr", None),
+    ("adafactor", {"learning_rate": 0.1}, "learning_rate", 0.1),
+    ("adafactor", {"relative_step": False}, "learning_rate", None),
+    ("adafactor", {"warmup_init": True, "relative_step": False, "learning_rate": 0.1}, "warmup_init", None),
+    ("adafactor", {"eps": [1e-30]}, "eps", None),
+    ("adafactor", {"eps": 1e-30}, "eps", 1e-30),
+    ("adafactor", {"decay_rate": 1.0}, "decay_rate", 1.0),
+    ("adafactor", {"clip_threshold": -1.0}, "clip_threshold", -1.0),
+    ("adafactor", {"weight_decay": 1.0}, "weight_decay", 1.0),
+    ("adafactor", {"weight_decay": 0}, "weight_decay", 0),
+    ("adafactor", {"scale_parameter": 1}, "scale_parameter", 1),
+    ("adafactor", {"beta1": 1}, None, None),
+    ("adafactor", {"beta1": -0.1}, "beta1", -0.1),
+    # --- FTRL, RMSProp, Adagrad, ProximalAdagrad ---
+    ("ftrl", {"l1": True}, "l1", True),
+    ("ftrl", {"l2": -1.0}, "l2", -1.0),
+    ("ftrl", {"lr_power": 0.5}, "lr_power", 0.5),
+    ("ftrl", {"initial_accum": -0.1}, "initial_accum", -0.1),
+    ("ftrl", {"use_locking": 1}, "use_locking", 1),
+    ("rmsprop", {"decay": True}, "decay", True),
+    ("rmsprop", {"momentum": 1}, "momentum", 1),
+    ("rmsprop", {"epsilon": 0.0}, "epsilon", 0.0),
+    ("rmsprop", {"decay": -0.1}, "decay", -0.1),
+    ("rmsprop", {"centered": 1}, "centered", 1),
+    ("adagrad", {"accum": True}, "accum", True),
+    ("adagrad", {"accum": -0.1}, "accum", -0.1),
+    ("adagrad", {"update_slots": 1}, "update_slots", 1),
+    ("proximal_adagrad", {"l1": -0.1}, "l1", -0.1),
+    ("proximal_adagrad", {"accum": 1}, "accum", 1),
+    # --- Adadelta, AdaMax, ASGD, Rprop, Lamb ---
+    ("adadelta", {"rho": True}, "rho", True),
+    ("adadelta", {"rho": 1.5}, "rho", 1.5),
+    ("adadelta", {"epsilon": -1.0}, "epsilon", -1.0),
+    ("adamax", {"beta1": 1.0}, "beta1", 1.0),
+    ("adamax", {"eps": 0.0}, "eps", 0.0),
+    ("asgd", {"lambd": 1}, "lambd", 1),
+    ("asgd", {"alpha": True}, "alpha", True),
+    ("asgd", {"t0": 1}, "t0", 1),
+    ("rprop", {"etas": [0.5, 1.2]}, "etas", None),
+    ("rprop", {"etas": {"$tuple": [1.5, 1.2]}}, "etaminus", 1.5),
+    ("rprop", {"step_sizes": {"$tuple": [1.0, 0.5]}}, "step", None),
+    ("lamb", {"learning_rate": 0.1, "beta1": 1.0}, "beta1", 1.0),
+    ("lamb", {"learning_rate": 0.1, "eps": 0.0}, "eps", 0.0),
+    ("lamb", {"learning_rate": 0.1, "weight_decay": -1.0}, "weight_decay", -1.0),
 ]
+
+# the hyperparameters the randomized rows draw from (name: (optimizer's required arguments, [argument names]))
+RANDOM_ARGS = {
+    "sgd": ({}, ["learning_rate", "momentum", "dampening", "weight_decay", "loss_scale", "nesterov"]),
+    "momentum": (M, ["learning_rate", "momentum", "weight_decay", "loss_scale", "use_nesterov"]),
+    "adam": ({}, ["learning_rate", "beta1", "beta2", "eps", "weight_decay", "loss_scale", "use_nesterov"]),
+    "lazy_adam": ({}, ["beta1", "beta2", "eps", "weight_decay", "loss_scale"]),
+    "adam_weight_decay": ({}, ["learning_rate", "beta1", "beta2", "eps", "weight_decay"]),
+    "adafactor": ({}, ["clip_threshold", "decay_rate", "beta1", "weight_decay", "scale_parameter", "loss_scale"]),
+    "ftrl": ({}, ["initial_accum", "learning_rate", "lr_power", "l1", "l2", "loss_scale", "weight_decay"]),
+    "rmsprop": ({}, ["learning_rate", "decay", "momentum", "epsilon", "loss_scale", "weight_decay", "centered"]),
+    "adagrad": ({}, ["accum", "learning_rate", "loss_scale", "weight_decay", "update_slots"]),
+    "proximal_adagrad": ({}, ["accum", "learning_rate", "l1", "l2", "loss_scale", "weight_decay"]),
+    "adadelta": ({}, ["learning_rate", "rho", "epsilon", "loss_scale", "weight_decay"]),
+    "adamax": ({}, ["learning_rate", "beta1", "beta2", "eps", "weight_decay", "loss_scale"]),
+    "asgd": ({}, ["learning_rate", "lambd", "alpha", "t0", "weight_decay"]),
+    "rprop": ({}, ["learning_rate", "weight_decay"]),
+    "lamb": ({"learning_rate": 0.1}, ["learning_rate", "beta1", "beta2", "eps", "weight_decay"]),
+}
+VALUE_POOL = [True, False, 0, 1, 2, -1, 0.0, -0.5, 0.5, 1.0, 1.5, NAN, "inf", "x", None, [0.1, 0.2],
+              {"$np_float32": 0.5}]
+
+
+def random_rows(seed: int = 0, n: int = 80) -> list:
+    """Seeded random (optimizer, one argument, one value) rows; each recorded with what MindSpore does."""
+    rng = np.random.default_rng(seed)
+    rows, seen = [], set()
+    names = sorted(RANDOM_ARGS)
+    while len(rows) < n:
+        optimizer = names[rng.integers(len(names))]
+        base, args = RANDOM_ARGS[optimizer]
+        arg = args[rng.integers(len(args))]
+        value = VALUE_POOL[rng.integers(len(VALUE_POOL))]
+        row_args = {**base, arg: value}
+        rid = row_id(optimizer, row_args)
+        if rid in seen:
+            continue
+        seen.add(rid)
+        shown = value if isinstance(value, (bool, int, float)) and value != NAN else None
+        rows.append((optimizer, row_args, arg, shown))
+    return rows
 
 # Where jaxopt_ms deliberately differs from MindSpore: the exception it raises instead (or None) and why.
 DEVIATIONS = {
@@ -136,7 +250,31 @@ DEVIATIONS = {
     'adam|{"beta1":"nan"}': (
         "ValueError", "MindSpore's open-range check lets nan through (every comparison is false); a nan beta "
                       "would turn every parameter into nan, so jaxopt_ms rejects it"),
+    'sgd|{"learning_rate":{"$np_float32":-0.1}}': (
+        "ValueError", "every concrete learning rate gets the same rule, whatever its type: finite and >= 0"),
+    'sgd|{"learning_rate":{"$tensor":-0.1}}': (
+        "ValueError", "MindSpore does not check a Tensor's value (a negative rate ascends); every concrete "
+                      "learning rate gets the same rule in jaxopt_ms: finite and >= 0"),
+    'sgd|{"learning_rate":[0.1,-0.1]}': (
+        "ValueError", "MindSpore does not check a list's values (a negative rate ascends); every concrete "
+                      "learning rate gets the same rule in jaxopt_ms: finite and >= 0"),
+    'adafactor|{"learning_rate":0.1,"relative_step":false,'
+    '"param_groups":[{"params":["a"],"lr":0.05},{"params":["b"]}]}': (
+        "ValueError", "MindSpore accepts it, but its AdaFactor passes the tuple of group rates unmapped to every "
+                      "leaf (it has one learning rate); jaxopt_ms refuses rather than guess a trajectory"),
 }
+
+
+def rule_deviation(optimizer: str, args: dict, mindspore: str | None, plain_float: str | None):
+    """Deviations that follow from a rule rather than a single row (see DEVIATIONS)."""
+    for k, v in args.items():
+        if isinstance(v, dict) and "$np_float32" in v and k != "learning_rate" and mindspore != plain_float:
+            return plain_float, ("a NumPy floating scalar is accepted where a float is (a JAX extension), with the "
+                                 "rule of the Python float")
+        if v in (NAN, "inf") and mindspore is None:
+            return "ValueError", (f"MindSpore does not check that '{k}' is finite; a nan or inf hyperparameter "
+                                  "would turn every parameter into nan, so jaxopt_ms rejects it")
+    return None
 
 
 def row_id(optimizer: str, args: dict) -> str:
@@ -146,7 +284,11 @@ def row_id(optimizer: str, args: dict) -> str:
 def decode(v):
     if v == NAN:
         return float("nan")
+    if v == "inf":
+        return float("inf")
     if isinstance(v, dict):
+        if "$tuple" in v:
+            return tuple(v["$tuple"])
         if "$tensor" in v:
             return Tensor(np.asarray(v["$tensor"], np.float32))
         if "$np_float32" in v:
@@ -159,7 +301,9 @@ def decode(v):
 
 
 CLASSES = {"sgd": nn.SGD, "momentum": nn.Momentum, "adam": nn.Adam, "lazy_adam": nn.LazyAdam,
-           "adam_weight_decay": nn.AdamWeightDecay}
+           "adam_weight_decay": nn.AdamWeightDecay, "adafactor": nn.AdaFactor, "ftrl": nn.FTRL, "rmsprop": nn.RMSProp,
+           "adagrad": nn.Adagrad, "proximal_adagrad": nn.ProximalAdagrad, "adadelta": nn.Adadelta,
+           "adamax": nn.AdaMax, "asgd": nn.ASGD, "rprop": nn.Rprop, "lamb": nn.Lamb}
 
 
 def construct(optimizer: str, args: dict):
@@ -179,19 +323,31 @@ def construct(optimizer: str, args: dict):
     return CLASSES[optimizer](list(pool.values()), **kwargs)
 
 
+def outcome(optimizer: str, args: dict):
+    try:
+        construct(optimizer, args)
+        return None, ""
+    except Exception as e:  # noqa: BLE001 - recording whatever MindSpore raises is the point
+        return type(e).__name__, str(e).strip().splitlines()[0][:300]
+
+
 def main() -> None:
     out = []
-    for optimizer, args, arg, value in ROWS:
+    hand = {row_id(o, a) for o, a, _, _ in ROWS}
+    rows = ROWS + [r for r in random_rows() if row_id(r[0], r[1]) not in hand]
+    for optimizer, args, arg, value in rows:
         rid = row_id(optimizer, args)
-        try:
-            construct(optimizer, args)
-            exc, msg = None, ""
-        except Exception as e:  # noqa: BLE001 - recording whatever MindSpore raises is the point
-            exc, msg = type(e).__name__, str(e).strip().splitlines()[0][:300]
+        exc, msg = outcome(optimizer, args)
+        # the same row with every NumPy scalar as a Python float: the rule jaxopt_ms applies to the NumPy scalar
+        as_float = {k: v["$np_float32"] if isinstance(v, dict) and "$np_float32" in v else v for k, v in args.items()}
+        plain = outcome(optimizer, as_float)[0] if as_float != args else exc
+        rule = rule_deviation(optimizer, args, exc, plain)
         row = {"id": rid, "optimizer": optimizer, "args": args, "arg": arg, "value": value,
                "mindspore": exc, "mindspore_message": msg}
         if rid in DEVIATIONS:
             row["jax"], row["why"] = DEVIATIONS[rid]
+        elif rule is not None:
+            row["jax"], row["why"] = rule
         out.append(row)
         print(f"{rid:90s} {exc}: {msg[:100]}")
     path = os.path.join(FIXTURES, "validation.json")
