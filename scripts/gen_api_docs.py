@@ -25,7 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "api.md"
 # Modules documented on their own (their names are reached as jaxopt_ms.<module>.<name>), in this order.
-API_MODULES = ("transforms", "schedules", "dynamic_lr", "loss_scale", "sparse", "fused", "sharding", "mindspore_checkpoint")
+API_MODULES = ("transforms", "schedules", "dynamic_lr", "loss_scale", "sparse", "fused", "sharding",
+               "mindspore_checkpoint")
 SECTION_HEADERS = ("Args", "Arguments", "Returns", "Raises", "Yields", "Attributes", "Example", "Examples", "Note",
                    "Notes", "Reference", "References")
 LIST_SECTIONS = ("Args", "Arguments", "Returns", "Raises", "Yields", "Attributes")

@@ -128,7 +128,7 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-6,
         # scalars (eps too) included: behind a shared one, XLA's CPU backend shares the scalars' broadcasts
         # between arrays of one shape and writes them out as temporaries.
         def ghat_of(m, v, p, flag):
-            m, v, p, t_i, wd_i, eps_i = isolated(m, v, p, t, wd if flag else zero, np.float32(eps))
+            m, v, p, t_i, wd_i, eps_i = isolated(m, v, p, t, wd if flag else zero, f32(eps))
             return lamb_ghat(m, v, p, t_i, wd_i, beta1, beta2, eps_i)
 
         ghat = jax.tree.map(ghat_of, m, v, params, mask)

@@ -29,7 +29,7 @@ import json
 import os
 
 import numpy as np
-from common import FIXTURES, ms
+from common import FIXTURES, groups_for_ms, ms
 from mindspore import Parameter, Tensor, amp, nn, ops
 
 FOLDER = os.path.join(FIXTURES, "checkpoints")
@@ -61,18 +61,6 @@ def batches(rng, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
     for _ in range(steps):
         x = rng.randn(BATCH, 6).astype(np.float32)
         out.append((x, (np.sin(x @ w) + 0.1 * rng.randn(BATCH, 3)).astype(np.float32)))
-    return out
-
-
-def ms_groups(groups, params):
-    if groups is None:
-        return params
-    by_name = {p.name: p for p in params}
-    out = []
-    for g in groups:
-        d = {k: v for k, v in g.items() if k != "params"}
-        d["params"] = [by_name[n] for n in g["params"]]
-        out.append(d)
     return out
 
 
@@ -264,7 +252,7 @@ def _cases() -> list[tuple]:
          c("adam", learning_rate=0.01, use_nesterov=True, loss_scale=4.0), {}),
         ("adam_schedule", lambda p: nn.Adam(p, nn.ExponentialDecayLR(0.05, 0.7, 2)),
          dict(c("adam"), schedule=["exponential_decay", [0.05, 0.7, 2]]), {}),
-        ("adam_groups", lambda p: nn.Adam(ms_groups(groups, p), 0.01), c("adam", learning_rate=0.01),
+        ("adam_groups", lambda p: nn.Adam(groups_for_ms(groups, p), 0.01), c("adam", learning_rate=0.01),
          {"groups": groups}),
         ("lazy_adam", lambda p: nn.LazyAdam(p, 0.01), c("lazy_adam", learning_rate=0.01), {}),
         ("adam_offload", lambda p: nn.AdamOffload(p, 0.01), c("adam_offload", learning_rate=0.01), {}),

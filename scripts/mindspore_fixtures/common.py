@@ -92,3 +92,16 @@ def raised(fn, **kwargs) -> str | None:
     except Exception as e:
         return type(e).__name__
     return None
+
+
+def groups_for_ms(groups, parameters):
+    """Our JSON group spec (parameter names) -> MindSpore's list of dicts (Parameters)."""
+    if groups is None:
+        return parameters
+    by_name = {p.name: p for p in parameters}
+    out = []
+    for g in groups:
+        d = {k: v for k, v in g.items() if k != "params"}
+        d["params"] = [by_name[n] for n in g["params"]]
+        out.append(d)
+    return out

@@ -22,23 +22,10 @@ root in its vector path: their tests use NumPy references of the documented rule
 from __future__ import annotations
 
 import numpy as np
-from common import make_grads, make_params, ms_params, run_optimizer, save_case
+from common import groups_for_ms, make_grads, make_params, ms_params, run_optimizer, save_case
 from mindspore import Parameter, Tensor, nn, ops
 
 STEPS = 6
-
-
-def groups_for_ms(groups, parameters):
-    """Our JSON group spec (parameter names) -> MindSpore's list of dicts (Parameters)."""
-    if groups is None:
-        return parameters
-    by_name = {p.name: p for p in parameters}
-    out = []
-    for g in groups:
-        d = {k: v for k, v in g.items() if k != "params"}
-        d["params"] = [by_name[n] for n in g["params"]]
-        out.append(d)
-    return out
 
 
 def case(name, ms_cls, optimizer, kwargs, groups=None, seed=0, grad_scale=1.0, ms_kwargs=None, notes=""):
