@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_ms._float32 import rounded
 from jaxopt_ms._hyper import is_array
 from jaxopt_ms._tree import require_params, unzip
 from jaxopt_ms.sparse import RowSparse, is_row_sparse, update_rows
@@ -66,7 +67,7 @@ def ftrl_update(g, p, accum, linear, *, lr, l1: float, l2: float, lr_power: floa
     sigma = (power_new - _accum_power(accum, lr_power)) / lr
     # lin += g - sigma * p: the increment first, as the formula and MindSpore's ApplyFtrl kernel (bit for bit)
     # round it; (lin + g) - sigma * p loses lin when g and sigma * p nearly cancel.
-    new_linear = linear + (g - sigma * p)
+    new_linear = linear + (g - rounded(sigma * p))
     quadratic = power_new / lr + 2.0 * l2
     solved = (jnp.sign(new_linear) * l1 - new_linear) / quadratic
     new_p = jnp.where(jnp.abs(new_linear) > l1, solved, jnp.zeros_like(solved))
