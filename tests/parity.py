@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +125,14 @@ def run_final(opt: optax.GradientTransformation, params, grads: list, jit: bool 
         updates, state = update(g, state, params)
         params = optax.apply_updates(params, updates)
     return params, state
+
+
+def mindspore_python() -> str | None:
+    """The Python of a MindSpore install for the live tests: ``$JAXOPT_MS_MINDSPORE_PYTHON``, else this
+    interpreter if it has MindSpore, else ``None``."""
+    command = os.environ.get("JAXOPT_MS_MINDSPORE_PYTHON")
+    if command:
+        return shutil.which(command) or command
+    if importlib.util.find_spec("mindspore") is not None:
+        return sys.executable
+    return None

@@ -10,12 +10,9 @@ MindSpore through ``JAXOPT_MS_MINDSPORE_PYTHON`` (a Python with MindSpore) or th
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +20,7 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from parity import mindspore_python
 
 import jaxopt_ms
 from jaxopt_ms import mindspore_checkpoint as msc
@@ -454,15 +452,6 @@ def test_crc_checked_files(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- live: back to MindSpore
-def _mindspore_python() -> str | None:
-    cmd = os.environ.get("JAXOPT_MS_MINDSPORE_PYTHON")
-    if cmd:
-        return shutil.which(cmd) or cmd
-    if importlib.util.find_spec("mindspore") is not None:
-        return sys.executable
-    return None
-
-
 LIVE = """
 import json, os, sys
 os.environ.setdefault("GLOG_v", "3")
@@ -499,7 +488,7 @@ print("RESULT" + json.dumps(out))
 def test_saved_checkpoints_continue_in_mindspore(fmt, tmp_path):
     """For every case: jaxopt_ms resumes MindSpore's checkpoint, takes 2 steps, saves with ``save``; MindSpore loads
     that into its training cell (``strict_load``) and its next step equals jaxopt_ms's."""
-    python = _mindspore_python()
+    python = mindspore_python()
     if python is None:
         pytest.skip("MindSpore not found (set JAXOPT_MS_MINDSPORE_PYTHON to a Python that has it)")
     paths, want = {}, {}
