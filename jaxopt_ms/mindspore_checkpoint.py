@@ -41,7 +41,7 @@ from jaxopt_ms.loss_scale import DynamicLossScaleState, FixedLossScaleState, Mas
 from jaxopt_ms.names import param_names, path_name
 from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.adafactor import AdaFactorState, ScaleByFactoredRmsState
-from jaxopt_ms.transforms.adagrad import ScaleByAdagradState
+from jaxopt_ms.transforms.adagrad import AdagradState, ScaleByAdagradState
 from jaxopt_ms.transforms.adam import ScaleByAdamState
 from jaxopt_ms.transforms.adam_weight_decay import ScaleByAdamWeightDecayState
 from jaxopt_ms.transforms.adamax import ScaleByAdamaxState
@@ -375,6 +375,7 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
                            moment1=_p("moment1."), moment2=_p("moment2."), vhat=_p("vhat.")),
     ScaleByAdamWeightDecayState: dict(adam_m=_p("adam_m."), adam_v=_p("adam_v.")),
     ScaleByAdagradState: dict(accum=_p("accum.")),
+    AdagradState: dict(accum=_p("accum."), lr=_RECURSE),
     ProximalAdagradState: dict(accum=_p("accum."), lr=_RECURSE),
     FtrlState: dict(moments=_p("moments."), linear=_p("linear."), lr=_RECURSE),
     # eta, mu: one scalar per parameter (a fused state repeats it over the leaf's elements)

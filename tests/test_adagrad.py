@@ -13,7 +13,7 @@ from fixture_replay import fixture_params, replay
 from parity import case_paths, load_case
 
 import jaxopt_ms
-from jaxopt_ms.transforms import ProximalAdagradState, ScaleByAdagradState, proximal_adagrad_update
+from jaxopt_ms.transforms import AdagradState, ProximalAdagradState, proximal_adagrad_update
 
 
 @pytest.mark.parametrize("path", fixture_params("adagrad") + fixture_params("proximal_adagrad"))
@@ -43,7 +43,7 @@ def test_no_update_slots_fixture_discriminates():
 
 def test_accumulator_starts_at_accum_and_has_no_epsilon():
     state = jaxopt_ms.adagrad(accum=0.0, learning_rate=0.1).init({"w": jnp.zeros(2)})
-    slots = [s for s in state if isinstance(s, ScaleByAdagradState)]
+    slots = [s for s in state if isinstance(s, AdagradState)]
     np.testing.assert_array_equal(slots[0].accum["w"], np.zeros(2, np.float32))
     updates, _ = jaxopt_ms.adagrad(accum=0.0).update({"w": jnp.zeros(2)}, state, {"w": jnp.zeros(2)})
     assert np.isnan(updates["w"]).all()  # 0 / sqrt(0): MindSpore has no epsilon either

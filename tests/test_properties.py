@@ -106,7 +106,7 @@ def _chain(name, hp):
                                                         hp.get("eps", 1e-6)), *post, lr)
     arg = lambda key: hp.get(key, inspect.signature(getattr(jaxopt_ms, name)).parameters[key].default)  # noqa: E731
     if name == "adagrad":
-        return optax.chain(*pre, T.scale_by_adagrad(arg("accum"), arg("update_slots")), lr)
+        return optax.chain(*pre, T.apply_adagrad(hp["learning_rate"], arg("accum"), arg("update_slots")))
     if name == "adamax":
         return optax.chain(*pre, T.scale_by_adamax(arg("beta1"), arg("beta2"), arg("eps")), lr)
     if name == "adadelta":

@@ -52,8 +52,6 @@ CASES = _cases()
 # over steps, in tolerance units; ill-conditioned steps, e.g. huge gradients cancelling to a small parameter).
 # They run (xfail, not strict) and test_noise_cases_are_rounding_noise asserts the classification.
 NOISE = {
-    "adagrad_16_006": "jax32-f64 1.52, ms-f64 1.52, ulp-f64 4.23; jax32-ms 2.10",
-    "adagrad_16_008": "jax32-f64 0.21, ms-f64 1.85, ulp-f64 3.08; jax32-ms 1.64",
     "lars_16_001": "jax32-f64 3.11, ms-f64 4.78, ulp-f64 2.14; jax32-ms 1.68",
 }
 def _params(cases: list[Case]) -> list:

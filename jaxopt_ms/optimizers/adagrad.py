@@ -6,8 +6,8 @@ import optax
 
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import with_param_groups
-from jaxopt_ms.optimizers._pipeline import mindspore_chain, preprocess
-from jaxopt_ms.transforms.adagrad import scale_by_adagrad
+from jaxopt_ms.optimizers._pipeline import preprocess
+from jaxopt_ms.transforms.adagrad import apply_adagrad
 from jaxopt_ms.transforms.proximal_adagrad import apply_proximal_adagrad
 from jaxopt_ms.validation import check_bool, check_loss_scale, check_non_negative_float
 
@@ -34,7 +34,8 @@ def adagrad(accum=0.1, learning_rate=0.001, update_slots=True, loss_scale=1.0, w
     check_bool("update_slots", update_slots, name)
     loss_scale = check_loss_scale(loss_scale, name)
     return with_param_groups(
-        lambda cfg: mindspore_chain(scale_by_adagrad(accum, update_slots), cfg, loss_scale, opt_name=name),
+        lambda cfg: optax.chain(*preprocess(cfg, loss_scale, opt_name=name),
+                                apply_adagrad(cfg.learning_rate, accum, update_slots)),
         learning_rate=learning_rate, weight_decay=weight_decay, param_groups=param_groups,
         decay_filter=decay_filter, opt_name=name,
     )

@@ -12,7 +12,13 @@ from jaxopt_ms.transforms.adafactor import (
     rms,
     scale_by_factored_rms,
 )
-from jaxopt_ms.transforms.adagrad import ScaleByAdagradState, adagrad_update, scale_by_adagrad
+from jaxopt_ms.transforms.adagrad import (
+    AdagradState,
+    ScaleByAdagradState,
+    adagrad_update,
+    apply_adagrad,
+    scale_by_adagrad,
+)
 from jaxopt_ms.transforms.adam import ScaleByAdamState, scale_by_adam
 from jaxopt_ms.transforms.adam_weight_decay import ScaleByAdamWeightDecayState, scale_by_adam_weight_decay
 from jaxopt_ms.transforms.adamax import ScaleByAdamaxState, adamax_update, scale_by_adamax
@@ -62,6 +68,7 @@ __all__ = [
     "ProximalAdagradState",
     "RpropState",
     "ScaleByAdadeltaState",
+    "AdagradState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamWeightDecayState",
@@ -73,6 +80,7 @@ __all__ = [
     "adadelta_update",
     "adafactor_update",
     "adagrad_update",
+    "apply_adagrad",
     "adamax_update",
     "add_decayed_weights",
     "apply_adafactor",
