@@ -57,11 +57,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_ms.names import path_name
+from jaxopt_ms.sparse import RowSparse, gather_rows, valid_indices
 
 __all__ = [
     "LayerStatistics",
     "register_conv2d",
     "register_dense",
+    "register_embedding",
     "statistics_shapes",
     "value_grad_and_statistics",
 ]
@@ -79,11 +81,12 @@ class LayerStatistics:
     """One layer's THOR statistics.
 
     Attributes:
-        a: input statistic, ``(d_in, d_in)``; conv: ``d_in = c_in·kh·kw`` ordered ``(c_in, kh, kw)``.
-        g: output-gradient statistic, ``(d_out, d_out)``.
-        kind: ``'dense'`` or ``'conv2d'``.
+        a: input statistic, ``(d_in, d_in)``; conv: ``d_in = c_in·kh·kw`` ordered ``(c_in, kh, kw)``; embedding:
+            the vector ``(vocab,)`` of row counts (how many looked-up ids name each row).
+        g: output-gradient statistic, ``(d_out, d_out)`` (embedding: ``(dim, dim)``).
+        kind: ``'dense'``, ``'conv2d'`` or ``'embedding'``.
         kernel_layout: how the kernel leaf is laid out: ``'io'`` (dense ``y = x @ kernel``), ``'hwio'`` or
-            ``'oihw'`` (conv).
+            ``'oihw'`` (conv), ``'vd'`` (embedding table ``(vocab, dim)``).
         a_normalizer, g_normalizer: conv: the ``Ho·Wo`` that divided ``A`` and ``G`` (1 for dense).
     """
 
@@ -104,17 +107,25 @@ class _LayerRecord:
     g_dim: int
     a_normalizer: int
     g_normalizer: int
+    rows: int = 0  # embedding: number of looked-up ids
+
+    @property
+    def a_shape(self) -> tuple[int, ...]:
+        return (self.a_dim,) if self.kind == "embedding" else (self.a_dim, self.a_dim)
 
 
 class _Recorder:
     """Collects the tagged layers of one trace of the loss (discovery pass or statistics pass)."""
 
-    def __init__(self, leaves: Sequence[Any], carriers: Sequence[jax.Array] | None, compute: Any):
+    def __init__(self, leaves: Sequence[Any], carriers: Sequence[jax.Array] | None, compute: Any,
+                 deltas: dict[int, jax.Array] | None = None):
         self.leaves = leaves
         self.carriers = carriers
         self.compute = compute
+        self.deltas = deltas  # row_sparse: per record index, the zero perturbation of the looked-up rows
         self.records: list[_LayerRecord] = []
         self.a_stats: list[jax.Array] = []
+        self.lookups: dict[int, jax.Array] = {}  # record index -> flat ids
 
     def leaf_index(self, kernel: Any, tag: str) -> int:
         for i, leaf in enumerate(self.leaves):
@@ -184,7 +195,7 @@ def _record(recorder: _Recorder, record: _LayerRecord, a_fn: Callable[[], jax.Ar
     if recorder.carriers is None:  # discovery pass: shapes only
         return y
     compute = recorder.compute
-    recorder.a_stats.append(jax.lax.stop_gradient(_when(compute, a_fn, (record.a_dim, record.a_dim))))
+    recorder.a_stats.append(jax.lax.stop_gradient(_when(compute, a_fn, record.a_shape)))
     shape = (record.g_dim, record.g_dim)
     static = compute if isinstance(compute, bool) else None
     g_statistic = lambda dy, flag: _when(flag if static is None else static, lambda: g_fn(dy), shape)
@@ -278,6 +289,60 @@ def register_conv2d(
     return y
 
 
+def register_embedding(ids: jax.Array, table: jax.Array, *, lookup: bool = False) -> jax.Array:
+    """An embedding lookup ``table[ids]`` that THOR preconditions (MindSpore's ``EmbeddingThor``).
+
+    Args:
+        ids: integer ids of any shape; an id outside ``[0, vocab)`` reads a row of zeros and is not counted.
+        table: the ``(vocab, dim)`` embedding table (the parameter leaf itself).
+        lookup: follow ``EmbeddingLookupThor`` (``nn.EmbeddingLookup``'s THOR layer, device path) instead:
+            ``G`` divided by ``ids.shape[0]`` rather than by the number of ids, and ``A`` and ``G`` rounded to
+            float16, as that layer stores them.
+
+    Returns:
+        The looked-up rows, shape ``ids.shape + (dim,)``.
+
+    Statistics (MindSpore 2.10 ``nn/layer/thor_layer.py``, ``EmbeddingThor.construct`` / ``save_gradient``):
+    ``A`` = the row counts, ``A[v]`` = how many of the ids equal ``v`` (MindSpore sums a one-hot of the
+    vocabulary; here a scatter-add, so the cost grows with the number of ids, not with ``vocab``); ``G =
+    doutᵀdout / rows`` with ``dout`` the ``(rows, dim)`` gradient of the looked-up rows, ``rows`` = the number of
+    ids. Inside ``value_grad_and_statistics(..., row_sparse=True)`` the table's gradient is a
+    :class:`jaxopt_ms.sparse.RowSparse` of the looked-up rows (the dense table gradient is never formed).
+    """
+    ids = jnp.asarray(ids)
+    if table.ndim != 2:
+        raise ValueError(f"register_embedding: expected a table (vocab, dim), got shape {table.shape}.")
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"register_embedding: 'ids' must be integers, got dtype {ids.dtype}.")
+    vocab, dim = table.shape
+    flat = valid_indices(ids.reshape(-1), vocab)
+    rows = gather_rows(table, flat)
+    recorder = _active()
+    if recorder is not None:
+        index = len(recorder.records)
+        record = _LayerRecord(recorder.leaf_index(table, "register_embedding"), "embedding", "vd", vocab, dim, 1, 1,
+                              rows=flat.shape[0])
+        if recorder.deltas is not None and index in recorder.deltas:
+            rows = rows + recorder.deltas[index]
+            recorder.lookups[index] = flat
+        g_rows = (ids.shape[0] if ids.ndim else 1) if lookup else flat.shape[0]
+
+        def a_fn():
+            counts = jnp.zeros(vocab, jnp.float32).at[flat].add(np.float32(1.0), mode="drop")
+            return counts.astype(jnp.float16).astype(jnp.float32) if lookup else counts
+
+        def g_fn(dy):
+            dy = dy.astype(jnp.float32).reshape(-1, dim)
+            product = jnp.matmul(dy.T, dy, precision=_HIGHEST)
+            if lookup:  # thor_layer.py EmbeddingLookupThor.save_gradient: float16 normaliser and result
+                scale = np.float32(np.float16(1.0) / np.float16(g_rows))
+                return (product * scale).astype(jnp.float16).astype(jnp.float32)
+            return product * np.float32(1.0 / g_rows)
+
+        rows = _record(recorder, record, a_fn, g_fn, rows)
+    return rows.reshape(ids.shape + (dim,))
+
+
 def _discover(loss_fn: Callable, params: Any, args: tuple, kwargs: dict) -> list[_LayerRecord]:
     leaves, treedef = jax.tree.flatten(params)
     found: list[_LayerRecord] = []
@@ -298,6 +363,7 @@ def value_grad_and_statistics(
     *args: Any,
     has_aux: bool = False,
     compute_statistics: bool | jax.Array = True,
+    row_sparse: bool = False,
     **kwargs: Any,
 ) -> tuple[Any, Any, dict[str, LayerStatistics]]:
     """``loss_fn(params, *args, **kwargs)``, its gradient w.r.t. ``params`` and the THOR statistics.
@@ -306,10 +372,15 @@ def value_grad_and_statistics(
 
     Args:
         loss_fn: returns a scalar loss (or ``(loss, aux)`` with ``has_aux``); its model computes THOR layers
-            with :func:`register_dense` / :func:`register_conv2d` on leaves of ``params``.
+            with :func:`register_dense` / :func:`register_conv2d` / :func:`register_embedding` on leaves of
+            ``params``.
         params: the pytree differentiated.
         compute_statistics: ``False`` (or a traced false) skips the A/G arithmetic (zeros are returned), e.g. on
             the steps where THOR reuses its stale inverses (:func:`jaxopt_ms.thor_refresh_due`).
+        row_sparse: give each table registered with :func:`register_embedding` a
+            :class:`jaxopt_ms.sparse.RowSparse` gradient (its looked-up ids and the gradients of the looked-up
+            rows; MindSpore's sparse lookup path), never forming the dense table gradient. Such a table must
+            reach the loss only through its ``register_embedding`` call (other uses get no gradient).
 
     Returns:
         ``(loss, grads, statistics)`` (``((loss, aux), grads, statistics)`` with ``has_aux``); ``statistics`` maps
@@ -321,15 +392,27 @@ def value_grad_and_statistics(
     carriers = [jnp.zeros((r.g_dim, r.g_dim), jnp.float32) for r in records]
     if not isinstance(compute_statistics, bool):
         compute_statistics = jnp.asarray(compute_statistics, bool)
+    sparse_records = {i: r for i, r in enumerate(records) if r.kind == "embedding"} if row_sparse else {}
+    tables = {r.leaf_index for r in sparse_records.values()}
+    slots = [i for i in range(len(leaves)) if i not in tables]
+    deltas = {i: jnp.zeros((r.rows, r.g_dim), leaves[r.leaf_index].dtype) for i, r in sparse_records.items()}
 
-    def wrapped(leaves, carriers):
-        with _recording(_Recorder(leaves, carriers, compute_statistics)) as recorder:
-            out = loss_fn(jax.tree.unflatten(treedef, leaves), *args, **kwargs)
+    def wrapped(diff_leaves, carriers, deltas):
+        full = list(leaves)  # the row-sparse tables stay constants: only their rows' perturbations are differentiated
+        for i, leaf in zip(slots, diff_leaves):
+            full[i] = leaf
+        with _recording(_Recorder(full, carriers, compute_statistics, deltas if row_sparse else None)) as recorder:
+            out = loss_fn(jax.tree.unflatten(treedef, full), *args, **kwargs)
         loss = out[0] if has_aux else out
-        return loss, (out, recorder.a_stats)
+        return loss, (out, recorder.a_stats, recorder.lookups)
 
-    loss, vjp, (out, a_stats) = jax.vjp(wrapped, leaves, carriers, has_aux=True)
-    grad_leaves, g_stats = vjp(jnp.ones_like(loss))
+    loss, vjp, (out, a_stats, lookups) = jax.vjp(wrapped, [leaves[i] for i in slots], carriers, deltas, has_aux=True)
+    diff_grads, g_stats, row_grads = vjp(jnp.ones_like(loss))
+    grad_leaves: list[Any] = [None] * len(leaves)
+    for i, g in zip(slots, diff_grads):
+        grad_leaves[i] = g
+    for k, r in sparse_records.items():
+        grad_leaves[r.leaf_index] = RowSparse(lookups[k], row_grads[k], leaves[r.leaf_index].shape)
     statistics = {
         names[r.leaf_index]: LayerStatistics(a, g, r.kind, r.kernel_layout, r.a_normalizer, r.g_normalizer)
         for r, a, g in zip(records, a_stats, g_stats)

@@ -11,6 +11,18 @@ With ``lam = damping(k)`` (``k``: this block's own update counter, MindSpore's `
             factor, M = L Lᵀ, inverse = (L⁻¹)ᵀ L⁻¹  (ops CholeskyTrsm(split_dim=128) + BatchMatMul)
     g2 = Ginv @ g.reshape(out, -1) @ Ainv (block-diagonal products, op UpdateThorGradient)
 
+Embedding tables (``A``: the row counts, a vector; ``G``: ``(dim, dim)``; ``ThorGpu._get_ainv_ginv_list``,
+MindSpore 2.10 ``nn/optim/thor.py`` lines 525-531, and ``construct`` lines 593-600 / 617-623)::
+
+    Ainv = 1 / (A * f32(1/batch_size) + sqrt(lam))              # a vector: the counts over the THOR batch_size
+    Ginv = L⁻¹ @ L⁻¹,   Gs + sqrt(lam) I = L Lᵀ                 # sic: not (L⁻¹)ᵀ L⁻¹; one whole Cholesky, no blocks
+    g2 = (Ainv[:, None] * g) @ Ginv
+
+(``CholeskyTrsm()`` with ``split_dim=0`` returns ``L⁻¹``; the dense rule's ``BatchMatMul(transpose_a=True)``
+makes ``(L⁻¹)ᵀL⁻¹``, the embedding rule's plain ``MatMul`` makes ``L⁻¹L⁻¹``, which is neither symmetric nor the
+inverse.) A :class:`~jaxopt_ms.sparse.RowSparse` table gradient is preconditioned on its (deduplicated) rows and
+returned dense, as the momentum that follows updates the whole table.
+
 ``a_n``, ``g_n``: the conv's ``Ho·Wo`` normalisers. Leaves selected by ``layer_norm_filter`` (MindSpore:
 parameters of ``nn.LayerNorm`` cells) get, every step, ``g2 = g / (g²/batch_size + sqrt(lam))``; all other
 leaves (biases, norms, unregistered layers) pass through. All blocks of all layers are inverted in one batched
@@ -28,6 +40,7 @@ import numpy as np
 import optax
 
 from jaxopt_ms.names import param_names
+from jaxopt_ms.sparse import RowSparse, coalesce, gather_rows, is_row_sparse, scatter_add
 from jaxopt_ms.thor_layers import LayerStatistics
 from jaxopt_ms.transforms.learning_rate import LearningRate, resolve_learning_rate
 
@@ -69,10 +82,15 @@ def diagonal_blocks(m: jax.Array, split_dim: int = SPLIT_DIM) -> jax.Array:
     return padded.reshape(n, size, n, size)[idx, :, idx, :]
 
 
-def _cholesky_inverse(blocks: jax.Array) -> jax.Array:
+def _lower_inverse(blocks: jax.Array) -> jax.Array:
+    """``L⁻¹`` of each block, ``M = L Lᵀ`` (what ``CholeskyTrsm`` returns)."""
     lower = jnp.linalg.cholesky(blocks)
     eye = jnp.broadcast_to(jnp.eye(blocks.shape[-1], dtype=blocks.dtype), blocks.shape)
-    lower_inv = jax.scipy.linalg.solve_triangular(lower, eye, lower=True)
+    return jax.scipy.linalg.solve_triangular(lower, eye, lower=True)
+
+
+def _cholesky_inverse(blocks: jax.Array) -> jax.Array:
+    lower_inv = _lower_inverse(blocks)
     return jnp.einsum("bji,bjk->bik", lower_inv, lower_inv, precision=_HIGHEST)
 
 
@@ -83,6 +101,31 @@ def _pad_blocks(blocks: jax.Array, size: int) -> jax.Array:
         return blocks
     eye = jnp.diag(jnp.concatenate([jnp.zeros(blocks.shape[-1]), jnp.ones(pad)]))
     return jnp.pad(blocks, ((0, 0), (0, pad), (0, pad))) + eye
+
+
+def _batched_lower_inverse(blocks: list[jax.Array]) -> list[jax.Array]:
+    """``L⁻¹`` of every block of every ``(n, s, s)`` entry: one batched Cholesky per group of sizes.
+
+    Blocks of at most ``SPLIT_DIM`` rows share one call (padded with identity, which leaves ``L⁻¹`` block-diagonal
+    with the block's own ``L⁻¹``); larger ones (whole embedding ``G``) get one call per size, chained by an
+    optimization barrier so that the LAPACK custom calls never run concurrently (see below).
+    """
+    small = [i for i, b in enumerate(blocks) if b.shape[-1] <= SPLIT_DIM]
+    groups = [small] if small else []
+    for size in sorted({b.shape[-1] for b in blocks if b.shape[-1] > SPLIT_DIM}):
+        groups.append([i for i, b in enumerate(blocks) if b.shape[-1] == size])
+    out: list[Any] = [None] * len(blocks)
+    previous = None
+    for group in groups:
+        size = max(blocks[i].shape[-1] for i in group)
+        batch = jnp.concatenate([_pad_blocks(blocks[i], size) for i in group])
+        if previous is not None:
+            previous, batch = jax.lax.optimization_barrier((previous, batch))
+        previous = _lower_inverse(batch)
+        offsets = np.cumsum([blocks[i].shape[0] for i in group])[:-1]
+        for i, part in zip(group, jnp.split(previous, offsets)):
+            out[i] = part[:, :blocks[i].shape[-1], :blocks[i].shape[-1]]
+    return out
 
 
 def block_diagonal_inverse(matrices: list[jax.Array], split_dim: int = SPLIT_DIM) -> list[jax.Array]:
@@ -102,11 +145,15 @@ def block_diagonal_inverse(matrices: list[jax.Array], split_dim: int = SPLIT_DIM
 
 def thor_inverses(statistics: Mapping[str, LayerStatistics], lam: jax.Array, loss_scale: float, batch_size: int
                   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-    """Damped block inverses of every layer's A and G (``ThorGpu._get_ainv_ginv_list``)."""
+    """Damped inverses of every layer's A and G (``ThorGpu._get_ainv_ginv_list``, ``nn/optim/thor.py:493``).
+
+    Dense / conv: block-diagonal ``(n, s, s)`` inverses. Embedding: ``Ainv`` a ``(vocab,)`` vector and ``Ginv``
+    the ``(dim, dim)`` matrix ``L⁻¹L⁻¹`` (see the module docstring).
+    """
     names = sorted(statistics)
     inv_scale_sq = np.float32(1.0 / (loss_scale * loss_scale))
     batch_sq = np.float32(batch_size * batch_size)
-    damped, feature_maps = [], []
+    blocks, feature_maps, a_vectors = [], {}, {}
     for name in names:
         s = statistics[name]
         damping_a = damping_g = lam
@@ -115,13 +162,25 @@ def thor_inverses(statistics: Mapping[str, LayerStatistics], lam: jax.Array, los
             damping_a = lam * (np.float32(1.0) / np.float32(s.a_normalizer))
             damping_g = lam * (np.float32(1.0) / np.float32(s.g_normalizer))
             feature_map = jnp.sqrt(np.float32(1.0) / np.float32(s.a_normalizer))
-        g = s.g * inv_scale_sq * batch_sq
-        damped.append(s.a + jnp.sqrt(damping_a) * jnp.eye(s.a.shape[0], dtype=jnp.float32))
-        damped.append(g + jnp.sqrt(damping_g) * jnp.eye(g.shape[0], dtype=jnp.float32))
-        feature_maps.append(feature_map)
-    inverses = block_diagonal_inverse(damped)
-    a_inv = {n: inverses[2 * i] * feature_maps[i] for i, n in enumerate(names)}
-    g_inv = {n: inverses[2 * i + 1] * feature_maps[i] for i, n in enumerate(names)}
+        g = s.g * inv_scale_sq * batch_sq + jnp.sqrt(damping_g) * jnp.eye(s.g.shape[0], dtype=jnp.float32)
+        if s.kind == "embedding":  # thor.py:525-531: reciprocal of the scaled counts; whole G, L⁻¹ @ L⁻¹
+            a_vectors[name] = np.float32(1.0) / (s.a * (np.float32(1.0) / np.float32(batch_size)) + jnp.sqrt(lam))
+            blocks.append(g[None])
+        else:
+            a = s.a + jnp.sqrt(damping_a) * jnp.eye(s.a.shape[0], dtype=jnp.float32)
+            blocks += [diagonal_blocks(a), diagonal_blocks(g)]
+        feature_maps[name] = feature_map
+    lower_inv = iter(_batched_lower_inverse(blocks)) if blocks else iter(())
+    product = lambda x: jnp.einsum("bji,bjk->bik", x, x, precision=_HIGHEST)   # BatchMatMul(transpose_a=True)
+    a_inv, g_inv = {}, {}
+    for name in names:
+        if name in a_vectors:
+            factor = next(lower_inv)[0]
+            a_inv[name] = a_vectors[name]
+            g_inv[name] = jnp.matmul(factor, factor, precision=_HIGHEST)          # MatMul(): L⁻¹ @ L⁻¹
+        else:
+            a_inv[name] = product(next(lower_inv)) * feature_maps[name]
+            g_inv[name] = product(next(lower_inv)) * feature_maps[name]
     return a_inv, g_inv
 
 
@@ -151,6 +210,17 @@ def precondition(g: jax.Array, g_inv: jax.Array, a_inv: jax.Array) -> jax.Array:
     padded = jnp.pad(g, ((0, ng * sg - out_dim), (0, na * sa - in_dim))).reshape(ng, sg, na, sa)
     result = jnp.einsum("xij,xjyk,ykl->xiyl", g_inv, padded, a_inv, precision=_HIGHEST)
     return result.reshape(ng * sg, na * sa)[:out_dim, :in_dim]
+
+
+def embedding_direction(g: Any, g_inv: jax.Array, a_inv: jax.Array) -> jax.Array:
+    """``(Ainv[:, None] * g) @ Ginv`` (``ThorGpu.construct``, ``nn/optim/thor.py:598-600``); a
+    :class:`~jaxopt_ms.sparse.RowSparse` ``g`` is deduplicated, preconditioned on its rows and densified."""
+    if isinstance(g, RowSparse):
+        rows = coalesce(g)
+        values = gather_rows(a_inv, rows.indices)[:, None] * rows.values.astype(jnp.float32)
+        values = jnp.matmul(values, g_inv, precision=_HIGHEST)
+        return scatter_add(jnp.zeros(g.dense_shape, g.dtype), RowSparse(rows.indices, values, g.dense_shape))
+    return jnp.matmul(a_inv[:, None] * g.astype(jnp.float32), g_inv, precision=_HIGHEST).astype(g.dtype)
 
 
 def layer_norm_direction(g: jax.Array, lam: jax.Array, batch_size: int) -> jax.Array:
@@ -205,6 +275,10 @@ def scale_by_thor(
         del params
         a_inv, g_inv = {}, {}
         for name, s in (layers or {}).items():
+            if s.kind == "embedding":
+                a_inv[name] = jnp.zeros(s.a.shape, jnp.float32)
+                g_inv[name] = jnp.zeros(s.g.shape, jnp.float32)
+                continue
             a_inv[name] = jnp.zeros((*block_layout(s.a.shape[0]), block_layout(s.a.shape[0])[1]), jnp.float32)
             g_inv[name] = jnp.zeros((*block_layout(s.g.shape[0]), block_layout(s.g.shape[0])[1]), jnp.float32)
         return ScaleByThorState(jnp.zeros([], jnp.int32), jnp.asarray(frequency, jnp.int32), a_inv, g_inv)
@@ -229,7 +303,12 @@ def scale_by_thor(
             )
         names = param_names(updates)
 
-        def direction(name: str, g: jax.Array) -> jax.Array:
+        def direction(name: str, g: Any) -> Any:
+            if name in statistics and statistics[name].kind == "embedding":
+                return embedding_direction(g, g_inv[name], a_inv[name])
+            if isinstance(g, RowSparse):
+                raise TypeError(f"For 'THOR', the gradient of '{name}' is a RowSparse; THOR takes a row-sparse "
+                                "gradient only for a table registered with register_embedding.")
             if name in statistics:
                 layout = statistics[name].kernel_layout
                 m = precondition(_to_matrix(g.astype(jnp.float32), layout), g_inv[name], a_inv[name])
@@ -241,7 +320,7 @@ def scale_by_thor(
         unknown = set(statistics) - set(jax.tree.leaves(names))
         if unknown:
             raise ValueError(f"scale_by_thor: statistics for {sorted(unknown)} match no leaf of the gradients.")
-        updates = jax.tree.map(direction, names, updates)
+        updates = jax.tree.map(direction, names, updates, is_leaf=is_row_sparse)
         count = optax.safe_int32_increment(state.count)
         return updates, ScaleByThorState(count, state.frequency, a_inv, g_inv)
 
