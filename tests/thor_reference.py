@@ -29,7 +29,14 @@ each quirk being lost.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+try:  # small matrices: one BLAS thread is faster and immune to oversubscription on a busy machine
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = lambda limits: contextlib.nullcontext()  # noqa: E731
 
 SPLIT_DIM = 128
 LN_EPS = 1e-5
@@ -185,6 +192,13 @@ def thor_reference(params: dict, batches: list, lr: np.ndarray, damping: np.ndar
     """Parameters (MindSpore layouts, float64) after each ``ThorGpu`` step; ``brk`` one of ``BREAKS`` or None."""
     if brk is not None and brk not in BREAKS:
         raise ValueError(f"unknown break {brk!r}")
+    with threadpool_limits(1):
+        return _thor_reference(params, batches, lr, damping, momentum, weight_decay, loss_scale, batch_size,
+                               frequency, decay, brk)
+
+
+def _thor_reference(params, batches, lr, damping, momentum, weight_decay, loss_scale, batch_size, frequency,
+                    decay, brk):
     p = {n: np.asarray(v, np.float64) for n, v in params.items()}
     moments = {n: np.zeros_like(v) for n, v in p.items()}                # thor.py:362
     stored_a, stored_g = {}, {}                                          # self.matrix_a / self.matrix_g (459-471)
