@@ -48,7 +48,13 @@ from jaxopt_ms.optimizers import (
     thor,
 )
 from jaxopt_ms.optimizers.adam_offload import adam_offload
-from jaxopt_ms.thor_layers import LayerStatistics, register_conv2d, register_dense, value_grad_and_statistics
+from jaxopt_ms.thor_layers import (
+    LayerStatistics,
+    register_conv2d,
+    register_dense,
+    register_embedding,
+    value_grad_and_statistics,
+)
 from jaxopt_ms.transforms.learning_rate import current_lr, set_lr
 from jaxopt_ms.transforms.thor import thor_refresh_due
 
@@ -84,6 +90,7 @@ __all__ = [
     "proximal_adagrad",
     "register_conv2d",
     "register_dense",
+    "register_embedding",
     "rmsprop",
     "rprop",
     "schedules",

@@ -1,7 +1,9 @@
-"""Layer registration for THOR: the statistics A and G of each dense / conv layer, in one forward+backward.
+"""Layer registration for THOR: the statistics A and G of each dense / conv / embedding layer, in one
+forward+backward.
 
-A model marks its THOR layers by computing them with :func:`register_dense` / :func:`register_conv2d` (the
-layer's own arithmetic plus a tag), in a plain-JAX apply function or inside a Flax module. Outside
+A model marks its THOR layers by computing them with :func:`register_dense` / :func:`register_conv2d` /
+:func:`register_embedding` (the layer's own arithmetic plus a tag), in a plain-JAX apply function or inside a Flax or
+Equinox module. Outside
 :func:`value_grad_and_statistics` the tags cost nothing: they are the plain layer. Inside it, each tag records
 the layer's input statistic ``A`` in the forward pass and, through a ``custom_vjp`` on the layer output, the
 output-gradient statistic ``G`` in the backward pass, so one call returns the loss, the gradients and::
@@ -20,6 +22,10 @@ of the loss ``loss_fn`` returns (the scaled batch-mean loss) w.r.t. the layer ou
   shape ``(c_in·kh·kw, Ho·Wo)``; ``A = P̄P̄ᵀ / (Ho·Wo)``. ``D̄`` = batch mean of ``dout``, shape
   ``(c_out, Ho'·Wo')`` (the conv's own output size); ``G = D̄D̄ᵀ / (Ho'·Wo')``. The normalisers ``Ho·Wo``
   and ``Ho'·Wo'`` are kept for the optimizer's damping.
+* embedding (``EmbeddingThor``), ``ids`` of any shape, ``rows`` of them: ``A`` = the ``(vocab,)`` vector of row
+  counts (a scatter-add: no one-hot of the vocabulary), ``G = doutᵀdout / rows`` with ``dout`` the ``(rows, dim)``
+  gradient of the looked-up rows. ``row_sparse=True`` gives the table a :class:`jaxopt_ms.sparse.RowSparse`
+  gradient.
 
 Example (plain JAX)::
 

@@ -60,11 +60,12 @@ def thor(
     layer_norm_filter: Callable[[str, Any], bool] | None = None,
     layers: Mapping[str, LayerStatistics] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """MindSpore's THOR (``ThorGpu``): K-FAC-like preconditioning of dense and conv layers, then Momentum.
+    """MindSpore's THOR (``ThorGpu``): K-FAC-like preconditioning of dense, conv and embedding layers, then Momentum.
 
         g = g * f32(1/loss_scale)
         g = Ginv @ g @ Ainv    (registered layers; inverses refreshed every ``frequency`` steps, see
                                 :mod:`jaxopt_ms.transforms.thor`); LayerNorm leaves: g / (g²/batch + sqrt(lam))
+        g = (Ainv[:, None] * g) @ Ginv      (embedding tables: Ainv from the row counts, Ginv = L⁻¹ @ L⁻¹)
         g = g + weight_decay * w            (``decay_filter`` leaves, raw wd, AFTER preconditioning)
         g = g * 1 / max(||g||, 1)           (per leaf, if ``enable_clip_grad``)
         v = momentum * v + g;  p -= lr(k) * v      (nesterov: p -= lr(k) * (g + momentum * v), GPU kernel)
