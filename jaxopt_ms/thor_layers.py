@@ -2,11 +2,11 @@
 forward+backward.
 
 A model marks its THOR layers by computing them with :func:`register_dense` / :func:`register_conv2d` /
-:func:`register_embedding` (the layer's own arithmetic plus a tag), in a plain-JAX apply function or inside a Flax or
-Equinox module. Outside
-:func:`value_grad_and_statistics` the tags cost nothing: they are the plain layer. Inside it, each tag records
-the layer's input statistic ``A`` in the forward pass and, through a ``custom_vjp`` on the layer output, the
-output-gradient statistic ``G`` in the backward pass, so one call returns the loss, the gradients and::
+:func:`register_embedding` (the layer's own arithmetic plus a tag), in a plain-JAX apply function or inside a Flax
+or Equinox module. Outside :func:`value_grad_and_statistics` the tags cost nothing: they are the plain layer.
+Inside it, each tag records the layer's input statistic ``A`` in the forward pass and, through a ``custom_vjp`` on
+the layer output, the output-gradient statistic ``G`` in the backward pass, so one call returns the loss, the
+gradients and::
 
     statistics = {'conv1.kernel': LayerStatistics(a=..., g=..., ...), 'fc1.kernel': ..., ...}
 
