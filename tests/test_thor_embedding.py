@@ -8,6 +8,9 @@ from its initial value must agree to float32 accuracy; each deliberate break of 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import equinox as eqx
 import flax.linen as nn
 import jax
@@ -243,3 +246,15 @@ def test_flax_and_equinox_embeddings_match_plain(problem, framework):
     for mine, plain in zip(trajectory, got):
         for name, value in plain.items():
             np.testing.assert_allclose(mine[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.slow  # the notebook test runs the same encoder in the default suite
+def test_transformer_example_trains_with_row_sparse_tables(capsys):
+    pytest.importorskip("sklearn")
+    path = Path(__file__).resolve().parent.parent / "examples" / "thor_transformer.py"
+    spec = importlib.util.spec_from_file_location("thor_transformer", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    losses, _, accuracy = example.main(["--steps", "60", "--optimizers", "THOR", "--row-sparse"])["THOR"]
+    assert np.all(np.isfinite(losses)) and losses[-10:].mean() < 0.9 * losses[:10].mean()
+    assert "THOR" in capsys.readouterr().out
