@@ -20,7 +20,7 @@ MindSpore 2.10 ``nn/optim/thor.py`` lines 525-531, and ``construct`` lines 593-6
 
 (``CholeskyTrsm()`` with ``split_dim=0`` returns ``L⁻¹``; the dense rule's ``BatchMatMul(transpose_a=True)``
 makes ``(L⁻¹)ᵀL⁻¹``, the embedding rule's plain ``MatMul`` makes ``L⁻¹L⁻¹``, which is neither symmetric nor the
-inverse.) A :class:`~jaxopt_ms.sparse.RowSparse` table gradient is preconditioned on its (deduplicated) rows and
+inverse.) A :class:`~jaxopt_ms.sparse.RowSparse` table gradient is preconditioned on its looked-up rows and
 returned dense, as the momentum that follows updates the whole table.
 
 ``a_n``, ``g_n``: the conv's ``Ho·Wo`` normalisers. Leaves selected by ``layer_norm_filter`` (MindSpore:
@@ -40,7 +40,7 @@ import numpy as np
 import optax
 
 from jaxopt_ms.names import param_names
-from jaxopt_ms.sparse import RowSparse, coalesce, gather_rows, is_row_sparse, scatter_add
+from jaxopt_ms.sparse import RowSparse, gather_rows, is_row_sparse, scatter_add
 from jaxopt_ms.thor_layers import LayerStatistics
 from jaxopt_ms.transforms.learning_rate import LearningRate, resolve_learning_rate
 
@@ -214,12 +214,12 @@ def precondition(g: jax.Array, g_inv: jax.Array, a_inv: jax.Array) -> jax.Array:
 
 def embedding_direction(g: Any, g_inv: jax.Array, a_inv: jax.Array) -> jax.Array:
     """``(Ainv[:, None] * g) @ Ginv`` (``ThorGpu.construct``, ``nn/optim/thor.py:598-600``); a
-    :class:`~jaxopt_ms.sparse.RowSparse` ``g`` is deduplicated, preconditioned on its rows and densified."""
-    if isinstance(g, RowSparse):
-        rows = coalesce(g)
-        values = gather_rows(a_inv, rows.indices)[:, None] * rows.values.astype(jnp.float32)
+    :class:`~jaxopt_ms.sparse.RowSparse` ``g`` is preconditioned on its rows (``O(rows·dim²)``, not
+    ``O(vocab·dim²)``) and densified."""
+    if isinstance(g, RowSparse):  # linear in the rows: duplicates may be preconditioned apart, then summed
+        values = gather_rows(a_inv, g.indices)[:, None] * g.values.astype(jnp.float32)
         values = jnp.matmul(values, g_inv, precision=_HIGHEST)
-        return scatter_add(jnp.zeros(g.dense_shape, g.dtype), RowSparse(rows.indices, values, g.dense_shape))
+        return scatter_add(jnp.zeros(g.dense_shape, g.dtype), RowSparse(g.indices, values, g.dense_shape))
     return jnp.matmul(a_inv[:, None] * g.astype(jnp.float32), g_inv, precision=_HIGHEST).astype(g.dtype)
 
 
