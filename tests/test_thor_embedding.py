@@ -143,7 +143,6 @@ def test_embedding_model_matches_mindspore_transcription(problem):
     # the table really moved under THOR's rule, and the model trained
     assert np.max(np.abs(want[-1]["embedding.table"] - to_mindspore(params)["embedding.table"])) > 1e-2
     loss = lambda p: float(model_loss(p, batches[0], 1.0))
-    trained = jax.tree.map(jnp.asarray, params)
     trained = {"embedding": {"table": got[-1]["embedding.table"]}, "ln": {"gamma": got[-1]["ln.gamma"],
                "beta": got[-1]["ln.beta"]}, "fc1": {"kernel": got[-1]["fc1.weight"].T, "bias": got[-1]["fc1.bias"]},
                "fc2": {"kernel": got[-1]["fc2.weight"].T, "bias": got[-1]["fc2.bias"]}}
