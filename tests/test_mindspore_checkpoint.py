@@ -24,7 +24,7 @@ from parity import mindspore_python
 
 import jaxopt_ms
 from jaxopt_ms import mindspore_checkpoint as msc
-from jaxopt_ms.mindspore_checkpoint import formats, optimizer_state
+from jaxopt_ms.mindspore_checkpoint import formats, hyperparameters
 
 pytest.importorskip("safetensors")
 pytest.importorskip("google.protobuf")
@@ -237,7 +237,7 @@ def test_to_mindspore_is_the_inverse(case, is_fused, tmp_path):
     ckpt = msc.load(os.path.join(FOLDER, f"{case}.ckpt"))
     params, state = msc.from_mindspore(opt, ckpt, params_like)
     out = msc.to_mindspore(opt, params, state)
-    hyper = {k for k in ckpt if optimizer_state._HYPERPARAMETER.match(k)}
+    hyper = {k for k in ckpt if hyperparameters.HYPERPARAMETER.match(k)}
     unused = {"moment." + n for n in NAMES} if case == "rmsprop" else set()  # RMSProp without momentum
     assert set(out) | hyper | unused == set(ckpt)
     for k, v in out.items():

@@ -14,9 +14,9 @@ optimizer's state so that the next ``update`` is MindSpore's next step::
 
 One module per concern: ``formats`` reads and writes ``.ckpt`` (MindSpore's protobuf) and ``.safetensors``
 (:func:`load`, :func:`save`; the optional extra ``pip install jaxopt_ms[mindspore]``); ``optimizer_state`` knows
-MindSpore's optimizer-state names and where each goes in a jaxopt_ms state, and checks the hyperparameters
-MindSpore saves against the optimizer (:func:`from_mindspore`, :func:`to_mindspore`). The mapping per optimizer is
-tabulated in ``docs/checkpoints.md``.
+MindSpore's optimizer-state names and where each goes in a jaxopt_ms state (:func:`from_mindspore`,
+:func:`to_mindspore`); ``hyperparameters`` checks the hyperparameters MindSpore saves (learning rates, momentum)
+against the optimizer. The mapping per optimizer is tabulated in ``docs/checkpoints.md``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ each state field goes (tabulated per optimizer in ``docs/checkpoints.md``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import weakref
@@ -24,8 +25,15 @@ import optax
 
 from jaxopt_ms._flat import FlatParams
 from jaxopt_ms.fused import FusedOptimizer
+from jaxopt_ms.groups import ParamGroupsState
 from jaxopt_ms.loss_scale import DynamicLossScaleState, FixedLossScaleState, MasterWeightsState
 from jaxopt_ms.mindspore_checkpoint.formats import load
+from jaxopt_ms.mindspore_checkpoint.hyperparameters import (
+    HYPERPARAMETER,
+    check_learning_rates,
+    check_momentum,
+    loss_scale_error,
+)
 from jaxopt_ms.names import param_names, path_name
 from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.adafactor import AdaFactorState, ScaleByFactoredRmsState
@@ -64,10 +72,11 @@ class _Field:
     sign: float = 1.0
     ms_shape: tuple | None = None
     leaf_scalar: bool = False
+    momentum: bool = False  # a momentum buffer (MindSpore's saved `momentum` is checked against it)
 
 
-def _p(prefix: str, sign: float = 1.0, leaf_scalar: bool = False) -> _Field:
-    return _Field("param", prefix, sign, leaf_scalar=leaf_scalar)
+def _p(prefix: str, sign: float = 1.0, leaf_scalar: bool = False, momentum: bool = False) -> _Field:
+    return _Field("param", prefix, sign, leaf_scalar=leaf_scalar, momentum=momentum)
 
 
 def _s(name: str, ms_shape: tuple | None = None) -> _Field:
@@ -91,7 +100,7 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
     ASGDState: dict(eta=_p("eta_", leaf_scalar=True), mu=_p("mu_", leaf_scalar=True), ax=_p("ax_."), lr=_RECURSE),
     ScaleByAdamaxState: dict(beta1_power=_s("beta1_power", (1,)), moment1=_p("moment1."), moment2=_p("moment2.")),
     ScaleByAdadeltaState: dict(accum=_p("accum."), accum_update=_p("accum_update.")),
-    ScaleBySgdState: dict(accum=_p("accum."), stat=_Field("stat", "stat.")),
+    ScaleBySgdState: dict(accum=_p("accum.", momentum=True), stat=_Field("stat", "stat.")),
     ScaleByLambState: dict(count=_STEP, lamb_m=_p("lamb_m."), lamb_v=_p("lamb_v.")),
     AdaFactorState: dict(exp_avg=_p("exp_avg."), exp_avg_sq_row=_p("exp_avg_sq_row_"),
                          exp_avg_sq_col=_p("exp_avg_sq_col_"), exp_avg_sq=_p("exp_avg_sq_"), lr=_RECURSE),
@@ -108,7 +117,7 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
                                 inner_state=_RECURSE),
     FixedLossScaleState: dict(loss_scale=_Field("scale", "scale_sense"), overflow=_KEEP, inner_state=_RECURSE),
 }
-_TRACE_MOMENTUM, _TRACE_RMSPROP = _p("moments."), _p("moment.", -1.0)
+_TRACE_MOMENTUM, _TRACE_RMSPROP = _p("moments.", momentum=True), _p("moment.", -1.0)
 _UNSUPPORTED = {
     ScaleByThorState: "THOR's state (its per-layer inverse statistics) has no counterpart in MindSpore's "
                       "checkpoint layout that can be checked on CPU",
@@ -117,31 +126,6 @@ _UNSUPPORTED = {
     MasterWeightsState: "master_weights keeps float32 copies MindSpore's checkpoints do not separate from the "
                         "parameters",
 }
-# MindSpore entries that are hyperparameters (the JAX optimizer carries its own) or bookkeeping (ModelCheckpoint's
-# append_info; LARS's placeholders; AdaFactor's step, checked against global_step).
-_HYPERPARAMETER = re.compile(r"^(learning_rate(_group_\d+)?|momentum|fake_lr|fake_param|afactor_step|epoch_num|"
-                             r"step_num)$")
-
-
-def _check_learning_rate(ckpt: dict, state: Any, step: int | None) -> None:
-    """Without parameter groups, MindSpore's saved ``learning_rate`` (a value, or the per-step list at
-    ``global_step``) must be the rate the jaxopt_ms optimizer's next update uses: a run whose rate was changed
-    in MindSpore would otherwise continue with another one. (AdaFactor's saved rate is unused with
-    ``relative_step``; schedules save none.)"""
-    lr_states: list = []
-    _walk(state, lambda f, v, w: lr_states.append(v) if f.kind == "lr" else v, "", False)
-    saved = ckpt.get("learning_rate")
-    if saved is None or len(lr_states) != 1 or any(k.startswith("learning_rate_group_") for k in ckpt) \
-            or _contains(state, (AdaFactorState,)) or saved.ndim > 1:
-        return
-    want = np.float32(saved.reshape(-1)[min(step or 0, saved.size - 1)] if saved.ndim == 1 else saved)
-    have = np.float32(lr_states[0])
-    if want != have:
-        raise ValueError(f"The checkpoint's learning rate for the next step is {float(want):.7g} ('learning_rate' at "
-                         f"global_step {step}), but the optimizer's is {float(have):.7g}: build it with MindSpore's "
-                         "learning_rate (or change it with jaxopt_ms.set_lr).")
-
-
 def _unread_state(ckpt: dict, state: Any, rmsprop: bool, names: set[str]) -> set[str]:
     """MindSpore state entries that cannot affect the next step, where jaxopt_ms keeps no counterpart.
 
@@ -270,34 +254,44 @@ def _scalar_entry(name: str, have: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[str, Any] | str | os.PathLike,
-                   params_like: Any, *, ignore: Iterable[str] | Callable[[str], bool] = ()) -> tuple[Any, Any]:
+                   params_like: Any = None, *, ignore: Iterable[str] | Callable[[str], bool] = (),
+                   nested: bool = False) -> tuple[Any, Any]:
     """MindSpore's parameters and optimizer state as jaxopt_ms ``(params, state)``: the next update is MindSpore's.
 
     Args:
         optimizer: the jaxopt_ms optimizer built with MindSpore's hyperparameters (per leaf or
             ``jaxopt_ms.fused.fuse(...)``; with parameter groups; inside :func:`jaxopt_ms.lars` or a loss-scale
-            wrapper of :mod:`jaxopt_ms.loss_scale`).
+            wrapper of :mod:`jaxopt_ms.loss_scale`). The hyperparameters MindSpore saves (``learning_rate``,
+            ``learning_rate_group_<i>``, ``momentum``) are checked against it.
         checkpoint: ``{name: array}`` (e.g. from :func:`load`) or a checkpoint file's path.
         params_like: the parameter pytree (arrays or ``jax.ShapeDtypeStruct``) whose leaf names
             (:func:`jaxopt_ms.param_names`) are MindSpore's parameter names; or, for a fused optimizer inside a
             wrapper (``dynamic_loss_scale(fuse(...))``), the ``FlatParams`` from ``fused.flatten(params)``.
+            ``None`` (the default): the parameters, their shapes and dtypes come from the checkpoint itself: every
+            entry that has optimizer state (``moment1.<name>``, ``accum.<name>``, ...) is a parameter, returned
+            as a flat dict ``{MindSpore name: array}`` (``nested=True``: nested by the ``'.'`` of the names,
+            ``{'fc1': {'weight': ...}}``); both have the same :func:`jaxopt_ms.param_names`, so either goes back
+            through :func:`to_mindspore` under MindSpore's names.
         ignore: checkpoint names to leave unread, or a predicate on the name (e.g. ``lambda n: 'moving_' in n`` for
-            BatchNorm statistics kept outside ``params``). ``learning_rate*``, ``momentum``, ``epoch_num`` and
-            ``step_num`` are never read.
+            BatchNorm statistics kept outside ``params``). ``epoch_num`` and ``step_num`` are never read.
+        nested: with ``params_like=None``, return the parameters nested by the dots of their names.
     Returns:
         ``(params, state)``: ``params`` with the structure of ``params_like`` (a fused optimizer: its
         ``flatten(params)``) holding the checkpoint's values; ``state`` the optimizer state after MindSpore's
         ``global_step`` updates: moments and accumulators, beta powers, the step that drives the learning rate
         (per-step lists and schedules continue at index ``global_step``), the dynamic loss scale and its counters.
     Raises:
-        ValueError: a parameter or state entry missing from the checkpoint, a checkpoint entry that maps nowhere
-            (neither a parameter, nor this optimizer's state, nor a known hyperparameter), a shape or dtype
-            mismatch, inconsistent per-parameter flags, each naming the entry; an optimizer whose state has no
-            MindSpore form (THOR, master weights).
+        FileNotFoundError: no checkpoint file at the path.
+        ValueError: entries missing from the checkpoint (all listed at once: parameters apart from optimizer
+            state); a checkpoint entry that maps nowhere (neither a parameter, nor this optimizer's state, nor a
+            known hyperparameter); loss-scale entries without a loss-scale wrapper; a saved hyperparameter
+            (``learning_rate``, ``momentum``) that differs from the optimizer's, naming both values; a shape or
+            dtype mismatch, inconsistent per-parameter flags, each naming the entry; an optimizer whose state has
+            no MindSpore form (THOR, master weights); a damaged file (see :func:`load`).
 
     Example:
         >>> opt = jaxopt_ms.momentum(0.1, 0.9)
-        >>> params, state = jaxopt_ms.mindspore_checkpoint.from_mindspore(opt, 'net.ckpt', params_like)
+        >>> params, state = jaxopt_ms.mindspore_checkpoint.from_mindspore(opt, 'net.ckpt')
         >>> updates, state = opt.update(grads, state, params)       # MindSpore's next step
     """
     optimizer, fused = _unwrap(optimizer)
@@ -305,12 +299,16 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         checkpoint = load(checkpoint)
     ckpt = {k: np.asarray(v) for k, v in checkpoint.items()}
     is_ignored = ignore if callable(ignore) else set(ignore).__contains__
+    if params_like is None:
+        params_like = _params_from_checkpoint(ckpt, is_ignored, nested)
     used: set[str] = set()
+    missing: dict[str, list[str]] = {"parameter": [], "state": []}
 
-    def take(name: str) -> np.ndarray:
+    def take(name: str, kind: str = "state") -> np.ndarray | None:
+        """The entry ``name``; ``None`` (and noted, to be reported with all the others) where it is missing."""
         if name not in ckpt:
-            raise ValueError(f"The checkpoint has no entry {name!r}, which the optimizer state needs (nothing is "
-                             "initialised in its place).")
+            missing[kind].append(name)
+            return None
         used.add(name)
         return ckpt[name]
 
@@ -319,16 +317,19 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         flat_names = [slot.name for slot in layout.leaves]
         buffers = [np.zeros(b.shape, b.dtype) for b in params_like.buffers]  # flatten pads with zeros
         for slot in layout.leaves:
-            value = take(slot.name)
-            _check_entry(slot.name, value, slot.shape, slot.dtype, f"the parameter {slot.name!r}")
-            buffers[slot.buffer][slot.offset:slot.offset + slot.size] = value.reshape(-1)
+            value = take(slot.name, "parameter")
+            if value is not None:
+                _check_entry(slot.name, value, slot.shape, slot.dtype, f"the parameter {slot.name!r}")
+                buffers[slot.buffer][slot.offset:slot.offset + slot.size] = value.reshape(-1)
         params = FlatParams(tuple(jnp.asarray(b) for b in buffers), layout)
     else:
         names = param_names(params_like)
         flat_names, treedef = jax.tree.flatten(names)
         values = []
         for name, like in zip(flat_names, treedef.flatten_up_to(params_like)):
-            value = take(name)
+            value = take(name, "parameter")
+            if value is None:
+                value = np.zeros(like.shape, like.dtype)  # a stand-in, so that every missing entry is listed
             _check_entry(name, value, tuple(like.shape), like.dtype, f"the parameter {name!r}")
             values.append(jnp.asarray(value))
         params = treedef.unflatten(values)
@@ -340,7 +341,8 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     _walk(state0, lambda f, v, w: has_step.append(f.kind in ("step", "lr")) or v, "", rmsprop)
     step = None
     if any(has_step):
-        step = int(_scalar_entry("global_step", take("global_step"), np.int32))
+        saved_step = take("global_step")
+        step = 0 if saved_step is None else int(_scalar_entry("global_step", saved_step, np.int32))
         if step < 0:
             raise ValueError(f"Checkpoint entry 'global_step' must be >= 0, but got {step}.")
     if step:
@@ -365,9 +367,13 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
                 return jnp.asarray(_scalar_entry(field.ms, take(field.ms), value.dtype))
             return value  # a fixed scale is configuration; MindSpore saves it only with a loss-scale cell
         if field.kind == "scalar":
-            return jnp.asarray(_scalar_entry(field.ms, take(field.ms), value.dtype))
+            got = take(field.ms)
+            return value if got is None else jnp.asarray(_scalar_entry(field.ms, got, value.dtype))
         if field.kind == "stat":
-            flags = {n: np.unique(take(field.ms + n)) for n in flat_names}
+            taken = {n: take(field.ms + n) for n in flat_names}
+            flags = {n: np.unique(v) for n, v in taken.items() if v is not None}
+            if not flags:
+                return value
             found = {float(v[0]) for v in flags.values() if v.size == 1}
             if len(found) != 1 or any(v.size != 1 for v in flags.values()):
                 raise ValueError(f"The checkpoint's '{field.ms}<name>' entries disagree ({flags}); SGD's first-step "
@@ -382,6 +388,8 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
                     continue  # a buffer of another parameter group
                 name = field.ms + slot.name
                 got = take(name)
+                if got is None:
+                    continue
                 _check_entry(name, got, () if field.leaf_scalar else slot.shape, buf.dtype, f"the state field {where}")
                 got = got * np.asarray(field.sign, buf.dtype)
                 if buf.ndim == 0:  # one value for the whole buffer (ASGD's eta, mu): every leaf must agree
@@ -397,21 +405,140 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         def one(path, leaf):
             name = field.ms + path_name(path)
             got = take(name)
+            if got is None:
+                return leaf
             _check_entry(name, got, leaf.shape, leaf.dtype, f"the state field {where}")
             return jnp.asarray(got * np.asarray(field.sign, got.dtype) if field.sign != 1.0 else got)
         return jax.tree_util.tree_map_with_path(one, value)
 
     state = _walk(template, fill, "", rmsprop)
-    _check_learning_rate(ckpt, state, step)
-    if step is not None:
-        used.add("global_step")
+    if missing["parameter"] or missing["state"]:
+        raise ValueError(_missing_message(missing, ckpt, used))
     unread = _unread_state(ckpt, state, rmsprop, set(flat_names))
-    left = [k for k in ckpt if k not in used and not is_ignored(k) and not _HYPERPARAMETER.match(k)
+    left = [k for k in ckpt if k not in used and not is_ignored(k) and not HYPERPARAMETER.match(k)
             and k not in unread]
+    if not _contains(state, (DynamicLossScaleState, FixedLossScaleState)):
+        problem = loss_scale_error(ckpt, left)
+        if problem:
+            raise ValueError(problem)
     if left:
         raise ValueError(f"Checkpoint entries map nowhere (not a leaf of params_like, not this optimizer's state): "
                          f"{left[:10]}{' ...' if len(left) > 10 else ''}; pass ignore=[...] to leave them out.")
+    _check_hyperparameters(optimizer, ckpt, state, params, step, rmsprop)
     return params, state
+
+
+def _params_from_checkpoint(ckpt: dict, is_ignored: Callable[[str], bool], nested: bool) -> Any:
+    """The parameters of a checkpoint without a template: the entries that have per-parameter optimizer state."""
+    prefixes = {f.ms for table in _FIELDS.values() for f in table.values()
+                if f is not None and f.kind in ("param", "stat")} | {_TRACE_MOMENTUM.ms, _TRACE_RMSPROP.ms}
+    names = [k for k in ckpt if not is_ignored(k) and not HYPERPARAMETER.match(k)
+             and any(p + k in ckpt for p in prefixes)]
+    if not names:
+        raise ValueError("from_mindspore(params_like=None) takes as parameters the checkpoint's entries that have "
+                         f"optimizer state ({', '.join(sorted(p + '<name>' for p in prefixes)[:4])}, ...), and this "
+                         "checkpoint has none (saved from the network alone?): pass params_like.")
+    flat = {k: jnp.asarray(ckpt[k]) for k in names}
+    if not nested:
+        return flat
+    out: dict = {}
+    for name, value in flat.items():
+        node, parts = out, name.split(".")
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"nested=True: the parameter {'.'.join(parts[:i + 1])!r} is also a prefix of "
+                                 f"{name!r}, so the names do not nest; use the flat dict (nested=False).")
+        if parts[-1] in node:
+            raise ValueError(f"nested=True: {name!r} is also a prefix of another parameter's name, so the names do "
+                             "not nest; use the flat dict (nested=False).")
+        node[parts[-1]] = value
+    return out
+
+
+def _shown(names: list[str], limit: int = 20) -> str:
+    return repr(names[:limit])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > limit else "]")
+
+
+def _missing_message(missing: dict[str, list[str]], ckpt: dict, used: set[str]) -> str:
+    """Every missing entry at once: the parameters (with the closest names in the file) apart from the state."""
+    parts = []
+    params = missing["parameter"]
+    if params:
+        text = f"{len(params)} parameter(s) of params_like: {_shown(params)}"
+        close = {n: difflib.get_close_matches(n, list(ckpt), n=2, cutoff=0.6) for n in params[:5]}
+        close = {n: c for n, c in close.items() if c}
+        if close:
+            text += f" (the closest names in the checkpoint: {close})"
+        parts.append(text)
+    state = missing["state"]
+    if state:
+        text = f"{len(state)} optimizer-state entr{'y' if len(state) == 1 else 'ies'}: {_shown(state)}"
+        if not any(k in used for k in ckpt if not HYPERPARAMETER.match(k)) or len(state) > len(used):
+            text += (" (a file saved from the network alone, save_checkpoint(net), has no optimizer state: save the "
+                     "training cell; a file saved by another MindSpore optimizer has other state names: build the "
+                     "jaxopt_ms optimizer that matches it)")
+        parts.append(text)
+    return ("The checkpoint lacks " + "; and ".join(parts) + ". Nothing is initialised in their place: a run "
+            "continued without them would not be MindSpore's.")
+
+
+def _check_hyperparameters(optimizer: Any, ckpt: dict, state: Any, params: Any, step: int | None,
+                           rmsprop: bool) -> None:
+    """Checks the hyperparameters MindSpore saved against the optimizer (see :mod:`.hyperparameters`)."""
+    if not _contains(state, (AdaFactorState,)):  # AdaFactor's saved rate is unused with relative_step
+        groups = _find(state, ParamGroupsState)
+        inner = groups.inner_states if groups is not None else (state,)
+        rates = []
+        for sub in inner:
+            found: list = []
+            _walk(sub, lambda f, v, w: found.append(v) if f.kind == "lr" else v, "", False)
+            rates.append(found)
+        if all(len(r) == 1 for r in rates):
+            check_learning_rates(ckpt, [float(np.asarray(r[0])) for r in rates], groups is not None, step)
+    if "momentum" in ckpt:
+        check_momentum(ckpt, _momentum_of(optimizer, state, params, rmsprop), _opt_name(state))
+
+
+def _opt_name(state: Any) -> str:
+    return "jaxopt_ms.sgd" if _contains(state, (ScaleBySgdState,)) else "jaxopt_ms.momentum"
+
+
+def _momentum_of(optimizer: Any, state: Any, params: Any, rmsprop: bool) -> list[float] | None:
+    """The momentum the optimizer applies, measured: one update with zero gradients and parameters from a state
+    whose momentum buffers are 1 (and SGD's first-step flag cleared) leaves ``momentum * 1`` in the buffers.
+    ``None`` where the optimizer keeps no momentum buffer (momentum 0)."""
+    if not _walk_collect(state, rmsprop, lambda f: f.momentum):
+        return None
+
+    def prepare(field: _Field, value: Any, where: str) -> Any:
+        if field.momentum:
+            return jax.tree.map(jnp.ones_like, value)
+        return jnp.zeros_like(value) if field.kind == "stat" else value
+
+    probe = _walk(state, prepare, "", rmsprop)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    _, after = _jitted_update(optimizer)(zeros, probe, zeros)
+    values = _walk_collect(after, rmsprop, lambda f: f.momentum)
+    return sorted({float(x) for v in values for leaf in jax.tree.leaves(v) for x in np.unique(np.asarray(leaf))})
+
+
+def _walk_collect(state: Any, rmsprop: bool, pick: Callable[[_Field], bool]) -> list:
+    found: list = []
+    _walk(state, lambda f, v, w: found.append(v) or v if pick(f) else v, "", rmsprop)
+    return found
+
+
+def _find(tree: Any, kind: type) -> Any:
+    """The first node of type ``kind`` in a state (NamedTuples, tuples, lists, dicts), or ``None``."""
+    if isinstance(tree, kind):
+        return tree
+    children = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
+    for child in children:
+        found = _find(child, kind)
+        if found is not None:
+            return found
+    return None
 
 
 def to_mindspore(optimizer: optax.GradientTransformation, params: Any, state: Any) -> dict[str, np.ndarray]:
