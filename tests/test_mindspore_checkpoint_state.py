@@ -119,6 +119,12 @@ def test_momentum_differs_from_mindspores(is_fused):
         msc.from_mindspore(wrap(jaxopt_ms.sgd(0.1, momentum=0.5, dampening=0.1, weight_decay=0.01)), path("sgd"))
 
 
+def test_every_differing_hyperparameter_reported_at_once():
+    with pytest.raises(ValueError, match=r"several saved hyperparameters:\n- .*learning rate.*0\.1.*0\.01.*\n- "
+                                         r"Checkpoint entry 'momentum' is 0\.9 .*0\.5"):
+        msc.from_mindspore(jaxopt_ms.momentum(0.01, 0.5, weight_decay=0.01), path("momentum"))
+
+
 def test_momentum_zero_against_nonzero():
     with pytest.raises(ValueError, match=r"'momentum' is 0\.9 .*applies momentum 0[^.]"):
         msc.from_mindspore(jaxopt_ms.sgd(0.1, weight_decay=0.01), path("sgd"),

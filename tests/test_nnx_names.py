@@ -4,6 +4,8 @@ must see the same names at both, and ``loss_scale_value`` must give an array for
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,3 +134,28 @@ def test_loss_scale_value_of_nnx_optimizer_state():
 
     assert float(step(model, opt)) == 2.0 ** 10
     assert float(jaxopt_ms.loss_scale.loss_scale_value(opt.opt_state)) == 2.0 ** 11  # grown after one good step
+
+
+def test_checkpoint_into_nnx_state_template():
+    """An nnx.State (Param objects) as from_mindspore's template: its leaves and their optimizer state are found
+    under MindSpore's names (no '.value'), and to_mindspore writes them back unchanged."""
+    from jaxopt_ms import mindspore_checkpoint as msc
+
+    class Dense(nnx.Module):
+        def __init__(self, i, o):
+            self.weight = nnx.Param(jnp.zeros((o, i)))
+            self.bias = nnx.Param(jnp.zeros(o))
+
+    class MindSporeNamed(nnx.Module):
+        def __init__(self):
+            self.fc1, self.fc2 = Dense(6, 8), Dense(8, 3)
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoints", "momentum.ckpt")
+    opt = jaxopt_ms.momentum(0.1, 0.9, weight_decay=0.01)
+    params, state = msc.from_mindspore(opt, path, nnx.state(MindSporeNamed(), nnx.Param))
+    assert jax.tree.leaves(jaxopt_ms.param_names(params)) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+    saved = msc.load(path)
+    out = msc.to_mindspore(opt, params, state)
+    assert sorted(out) == sorted(set(saved) - {"learning_rate", "momentum"})
+    for name, value in out.items():
+        np.testing.assert_array_equal(np.asarray(value).reshape(saved[name].shape), saved[name], err_msg=name)

@@ -34,7 +34,7 @@ from jaxopt_ms.mindspore_checkpoint.hyperparameters import (
     check_momentum,
     loss_scale_error,
 )
-from jaxopt_ms.names import param_names, path_name
+from jaxopt_ms.names import param_names
 from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.adafactor import AdaFactorState, ScaleByFactoredRmsState
 from jaxopt_ms.transforms.adagrad import AdagradState, ScaleByAdagradState
@@ -209,8 +209,7 @@ def _per_param(tree: Any) -> list[tuple[str, Any]]:
     """``(name, leaf)`` pairs of a per-parameter state tree (a FlatParams: its leaves' slots)."""
     if isinstance(tree, FlatParams):
         return [(slot.name, slot) for slot in tree.layout.leaves]
-    pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [(path_name(path), leaf) for path, leaf in pairs]
+    return list(zip(jax.tree.leaves(param_names(tree)), jax.tree.leaves(tree)))
 
 
 _JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -402,14 +401,14 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
             return FlatParams(tuple(b if _absent(b) else jnp.asarray(b) for b in buffers),
                               value.layout)
 
-        def one(path, leaf):
-            name = field.ms + path_name(path)
+        def one(leaf_name, leaf):
+            name = field.ms + leaf_name
             got = take(name)
             if got is None:
                 return leaf
             _check_entry(name, got, leaf.shape, leaf.dtype, f"the state field {where}")
             return jnp.asarray(got * np.asarray(field.sign, got.dtype) if field.sign != 1.0 else got)
-        return jax.tree_util.tree_map_with_path(one, value)
+        return jax.tree.map(one, param_names(value), value)  # param_names: nnx Variables named by their place
 
     state = _walk(template, fill, "", rmsprop)
     if missing["parameter"] or missing["state"]:
@@ -485,7 +484,9 @@ def _missing_message(missing: dict[str, list[str]], ckpt: dict, used: set[str]) 
 
 def _check_hyperparameters(optimizer: Any, ckpt: dict, state: Any, params: Any, step: int | None,
                            rmsprop: bool) -> None:
-    """Checks the hyperparameters MindSpore saved against the optimizer (see :mod:`.hyperparameters`)."""
+    """Checks the hyperparameters MindSpore saved against the optimizer (see :mod:`.hyperparameters`); every
+    difference is reported in one ``ValueError``."""
+    problems = []
     if not _contains(state, (AdaFactorState,)):  # AdaFactor's saved rate is unused with relative_step
         groups = _find(state, ParamGroupsState)
         inner = groups.inner_states if groups is not None else (state,)
@@ -495,9 +496,19 @@ def _check_hyperparameters(optimizer: Any, ckpt: dict, state: Any, params: Any, 
             _walk(sub, lambda f, v, w: found.append(v) if f.kind == "lr" else v, "", False)
             rates.append(found)
         if all(len(r) == 1 for r in rates):
-            check_learning_rates(ckpt, [float(np.asarray(r[0])) for r in rates], groups is not None, step)
+            try:
+                check_learning_rates(ckpt, [float(np.asarray(r[0])) for r in rates], groups is not None, step)
+            except ValueError as e:
+                problems.append(str(e))
     if "momentum" in ckpt:
-        check_momentum(ckpt, _momentum_of(optimizer, state, params, rmsprop), _opt_name(state))
+        try:
+            check_momentum(ckpt, _momentum_of(optimizer, state, params, rmsprop), _opt_name(state))
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise ValueError(problems[0] if len(problems) == 1 else
+                         "The optimizer differs from MindSpore's in several saved hyperparameters:\n- "
+                         + "\n- ".join(problems))
 
 
 def _opt_name(state: Any) -> str:
