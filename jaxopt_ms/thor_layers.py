@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_ms.names import path_name
+from jaxopt_ms.names import param_names
 
 __all__ = [
     "LayerStatistics",
@@ -317,7 +317,7 @@ def value_grad_and_statistics(
     """
     records = _discover(loss_fn, params, args, kwargs)
     leaves, treedef = jax.tree.flatten(params)
-    names = [path_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    names = jax.tree.leaves(param_names(params))  # an nnx Variable named by its place, as everywhere
     carriers = [jnp.zeros((r.g_dim, r.g_dim), jnp.float32) for r in records]
     if not isinstance(compute_statistics, bool):
         compute_statistics = jnp.asarray(compute_statistics, bool)
