@@ -20,9 +20,16 @@ would train on with another rule (a Momentum run saved with ``momentum=0.9`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxopt_ms.groups import ParamGroupsState
+from jaxopt_ms.transforms.adafactor import AdaFactorState
+from jaxopt_ms.transforms.sgd import ScaleBySgdState
 
 __all__: list[str] = []
 
@@ -121,3 +128,81 @@ def loss_scale_error(ckpt: dict, left: Sequence[str]) -> str | None:
             "TrainOneStepWithLossScaleCell, but the optimizer has no loss-scale wrapper: wrap it as "
             f"{fix}, so that the scale and its counters continue from the file. (ignore={found!r} would drop them: "
             "the run would then continue without MindSpore's loss scale.)")
+
+
+def check_against_optimizer(optimizer: Any, ckpt: dict, state: Any, params: Any, step: int | None,
+                           rmsprop: bool) -> None:
+    """Checks the hyperparameters MindSpore saved against the optimizer and its restored ``state``; every
+    difference is reported in one ``ValueError``."""
+    from jaxopt_ms.mindspore_checkpoint.optimizer_state import _contains, _walk  # (imports this module)
+
+    problems = []
+    if not _contains(state, (AdaFactorState,)):  # AdaFactor's saved rate is unused with relative_step
+        groups = _find(state, ParamGroupsState)
+        inner = groups.inner_states if groups is not None else (state,)
+        rates = []
+        for sub in inner:
+            found: list = []
+            _walk(sub, lambda f, v, w: found.append(v) if f.kind == "lr" else v, "", False)
+            rates.append(found)
+        if all(len(r) == 1 for r in rates):
+            try:
+                check_learning_rates(ckpt, [float(np.asarray(r[0])) for r in rates], groups is not None, step)
+            except ValueError as e:
+                problems.append(str(e))
+    if "momentum" in ckpt:
+        try:
+            check_momentum(ckpt, _momentum_of(optimizer, state, params, rmsprop), _opt_name(state))
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise ValueError(problems[0] if len(problems) == 1 else
+                         "The optimizer differs from MindSpore's in several saved hyperparameters:\n- "
+                         + "\n- ".join(problems))
+
+
+def _opt_name(state: Any) -> str:
+    from jaxopt_ms.mindspore_checkpoint.optimizer_state import _contains
+
+    return "jaxopt_ms.sgd" if _contains(state, (ScaleBySgdState,)) else "jaxopt_ms.momentum"
+
+
+def _momentum_of(optimizer: Any, state: Any, params: Any, rmsprop: bool) -> list[float] | None:
+    """The momentum the optimizer applies, measured: one update with zero gradients and parameters from a state
+    whose momentum buffers are 1 (and SGD's first-step flag cleared) leaves ``momentum * 1`` in the buffers.
+    ``None`` where the optimizer keeps no momentum buffer (momentum 0)."""
+    from jaxopt_ms.mindspore_checkpoint.optimizer_state import _Field, _jitted_update, _walk
+
+    if not _walk_collect(state, rmsprop, lambda f: f.momentum):
+        return None
+
+    def prepare(field: _Field, value: Any, where: str) -> Any:
+        if field.momentum:
+            return jax.tree.map(jnp.ones_like, value)
+        return jnp.zeros_like(value) if field.kind == "stat" else value
+
+    probe = _walk(state, prepare, "", rmsprop)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    _, after = _jitted_update(optimizer)(zeros, probe, zeros)
+    values = _walk_collect(after, rmsprop, lambda f: f.momentum)
+    return sorted({float(x) for v in values for leaf in jax.tree.leaves(v) for x in np.unique(np.asarray(leaf))})
+
+
+def _walk_collect(state: Any, rmsprop: bool, pick: Callable[[Any], bool]) -> list:
+    from jaxopt_ms.mindspore_checkpoint.optimizer_state import _walk
+
+    found: list = []
+    _walk(state, lambda f, v, w: found.append(v) or v if pick(f) else v, "", rmsprop)
+    return found
+
+
+def _find(tree: Any, kind: type) -> Any:
+    """The first node of type ``kind`` in a state (NamedTuples, tuples, lists, dicts), or ``None``."""
+    if isinstance(tree, kind):
+        return tree
+    children = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
+    for child in children:
+        found = _find(child, kind)
+        if found is not None:
+            return found
+    return None

@@ -25,15 +25,9 @@ import optax
 
 from jaxopt_ms._flat import FlatParams
 from jaxopt_ms.fused import FusedOptimizer
-from jaxopt_ms.groups import ParamGroupsState
 from jaxopt_ms.loss_scale import DynamicLossScaleState, FixedLossScaleState, MasterWeightsState
 from jaxopt_ms.mindspore_checkpoint.formats import load
-from jaxopt_ms.mindspore_checkpoint.hyperparameters import (
-    HYPERPARAMETER,
-    check_learning_rates,
-    check_momentum,
-    loss_scale_error,
-)
+from jaxopt_ms.mindspore_checkpoint.hyperparameters import HYPERPARAMETER, check_against_optimizer, loss_scale_error
 from jaxopt_ms.names import param_names
 from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.adafactor import AdaFactorState, ScaleByFactoredRmsState
@@ -423,7 +417,7 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     if left:
         raise ValueError(f"Checkpoint entries map nowhere (not a leaf of params_like, not this optimizer's state): "
                          f"{left[:10]}{' ...' if len(left) > 10 else ''}; pass ignore=[...] to leave them out.")
-    _check_hyperparameters(optimizer, ckpt, state, params, step, rmsprop)
+    check_against_optimizer(optimizer, ckpt, state, params, step, rmsprop)
     return params, state
 
 
@@ -480,76 +474,6 @@ def _missing_message(missing: dict[str, list[str]], ckpt: dict, used: set[str]) 
         parts.append(text)
     return ("The checkpoint lacks " + "; and ".join(parts) + ". Nothing is initialised in their place: a run "
             "continued without them would not be MindSpore's.")
-
-
-def _check_hyperparameters(optimizer: Any, ckpt: dict, state: Any, params: Any, step: int | None,
-                           rmsprop: bool) -> None:
-    """Checks the hyperparameters MindSpore saved against the optimizer (see :mod:`.hyperparameters`); every
-    difference is reported in one ``ValueError``."""
-    problems = []
-    if not _contains(state, (AdaFactorState,)):  # AdaFactor's saved rate is unused with relative_step
-        groups = _find(state, ParamGroupsState)
-        inner = groups.inner_states if groups is not None else (state,)
-        rates = []
-        for sub in inner:
-            found: list = []
-            _walk(sub, lambda f, v, w: found.append(v) if f.kind == "lr" else v, "", False)
-            rates.append(found)
-        if all(len(r) == 1 for r in rates):
-            try:
-                check_learning_rates(ckpt, [float(np.asarray(r[0])) for r in rates], groups is not None, step)
-            except ValueError as e:
-                problems.append(str(e))
-    if "momentum" in ckpt:
-        try:
-            check_momentum(ckpt, _momentum_of(optimizer, state, params, rmsprop), _opt_name(state))
-        except ValueError as e:
-            problems.append(str(e))
-    if problems:
-        raise ValueError(problems[0] if len(problems) == 1 else
-                         "The optimizer differs from MindSpore's in several saved hyperparameters:\n- "
-                         + "\n- ".join(problems))
-
-
-def _opt_name(state: Any) -> str:
-    return "jaxopt_ms.sgd" if _contains(state, (ScaleBySgdState,)) else "jaxopt_ms.momentum"
-
-
-def _momentum_of(optimizer: Any, state: Any, params: Any, rmsprop: bool) -> list[float] | None:
-    """The momentum the optimizer applies, measured: one update with zero gradients and parameters from a state
-    whose momentum buffers are 1 (and SGD's first-step flag cleared) leaves ``momentum * 1`` in the buffers.
-    ``None`` where the optimizer keeps no momentum buffer (momentum 0)."""
-    if not _walk_collect(state, rmsprop, lambda f: f.momentum):
-        return None
-
-    def prepare(field: _Field, value: Any, where: str) -> Any:
-        if field.momentum:
-            return jax.tree.map(jnp.ones_like, value)
-        return jnp.zeros_like(value) if field.kind == "stat" else value
-
-    probe = _walk(state, prepare, "", rmsprop)
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    _, after = _jitted_update(optimizer)(zeros, probe, zeros)
-    values = _walk_collect(after, rmsprop, lambda f: f.momentum)
-    return sorted({float(x) for v in values for leaf in jax.tree.leaves(v) for x in np.unique(np.asarray(leaf))})
-
-
-def _walk_collect(state: Any, rmsprop: bool, pick: Callable[[_Field], bool]) -> list:
-    found: list = []
-    _walk(state, lambda f, v, w: found.append(v) or v if pick(f) else v, "", rmsprop)
-    return found
-
-
-def _find(tree: Any, kind: type) -> Any:
-    """The first node of type ``kind`` in a state (NamedTuples, tuples, lists, dicts), or ``None``."""
-    if isinstance(tree, kind):
-        return tree
-    children = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
-    for child in children:
-        found = _find(child, kind)
-        if found is not None:
-            return found
-    return None
 
 
 def to_mindspore(optimizer: optax.GradientTransformation, params: Any, state: Any) -> dict[str, np.ndarray]:
