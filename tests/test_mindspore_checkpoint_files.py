@@ -70,6 +70,27 @@ def test_damaged_ckpt_says_damaged(tmp_path):
         msc.load(tmp_path / "d.ckpt")
 
 
+def test_ckpt_cut_between_entries_lists_what_is_missing(tmp_path):
+    """A .ckpt has no entry count: cut exactly between two entries it is a valid, shorter checkpoint (only a
+    crc_check=True file tells). from_mindspore then names every entry that is gone."""
+    import jaxopt_ms
+
+    data = open(os.path.join(FOLDER, "momentum.ckpt"), "rb").read()
+    pos = 0
+    for _ in range(5):  # keep five entries
+        length, start = formats._varint(data, pos + 1)
+        pos = start + length
+    (tmp_path / "short.ckpt").write_bytes(data[:pos])
+    kept = msc.load(tmp_path / "short.ckpt")
+    assert len(kept) == 5
+    full = msc.load(os.path.join(FOLDER, "momentum.ckpt"))
+    gone = [k for k in full if k not in kept and k not in ("learning_rate", "momentum")]
+    params_like = {k: v for k, v in full.items() if k.startswith("fc")}
+    with pytest.raises(ValueError, match="The checkpoint lacks") as info:
+        msc.from_mindspore(jaxopt_ms.momentum(0.1, 0.9, weight_decay=0.01), tmp_path / "short.ckpt", params_like)
+    assert all(repr(k) in str(info.value) for k in gone), (gone, str(info.value))
+
+
 def test_wrong_kind_of_file_is_named(tmp_path):
     # a safetensors file named .ckpt, an .npz named .ckpt, a .ckpt named .safetensors
     st = open(os.path.join(FOLDER, "momentum.safetensors"), "rb").read()
