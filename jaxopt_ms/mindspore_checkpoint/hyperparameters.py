@@ -192,7 +192,13 @@ def _walk_collect(state: Any, rmsprop: bool, pick: Callable[[Any], bool]) -> lis
     from jaxopt_ms.mindspore_checkpoint.optimizer_state import _walk
 
     found: list = []
-    _walk(state, lambda f, v, w: found.append(v) or v if pick(f) else v, "", rmsprop)
+
+    def visit(field: Any, value: Any, where: str) -> Any:
+        if pick(field):
+            found.append(value)
+        return value
+
+    _walk(state, visit, "", rmsprop)
     return found
 
 

@@ -356,9 +356,9 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         if field.kind in ("step", "lr", "keep"):
             return value
         if field.kind == "scale":
-            if field.ms in ckpt:
-                return jnp.asarray(_scalar_entry(field.ms, take(field.ms), value.dtype))
-            return value  # a fixed scale is configuration; MindSpore saves it only with a loss-scale cell
+            saved = take(field.ms) if field.ms in ckpt else None
+            # a fixed scale is configuration; MindSpore saves it only with a loss-scale cell
+            return value if saved is None else jnp.asarray(_scalar_entry(field.ms, saved, value.dtype))
         if field.kind == "scalar":
             got = take(field.ms)
             return value if got is None else jnp.asarray(_scalar_entry(field.ms, got, value.dtype))
