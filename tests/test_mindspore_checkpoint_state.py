@@ -156,7 +156,8 @@ def test_missing_entries_listed_at_once_parameters_apart():
     with pytest.raises(ValueError) as info:
         msc.from_mindspore(jaxopt_ms.adam(0.01, eps=1e-3, weight_decay=0.01), ckpt, like())
     text = str(info.value)
-    assert "1 parameter(s) of params_like: ['fc1.bias']" in text
+    assert "1 parameter(s) of params_like: ['fc1.bias'] (the closest names in the checkpoint: {'fc1.bias': " \
+        "['fc2.bias']})" in text
     assert "3 optimizer-state entries: ['moment1.fc2.weight', 'moment2.fc1.bias', 'beta2_power']" in text or \
         all(n in text.split("optimizer-state")[1] for n in ("moment1.fc2.weight", "moment2.fc1.bias", "beta2_power"))
     assert "'fc1.bias'" not in text.split("optimizer-state")[1]
@@ -165,7 +166,8 @@ def test_missing_entries_listed_at_once_parameters_apart():
 def test_missing_parameters_show_the_closest_names():
     flax_like = {"fc1": {"kernel": jnp.zeros((8, 6)), "bias": jnp.zeros(8)},
                  "fc2": {"kernel": jnp.zeros((3, 8)), "bias": jnp.zeros(3)}}
-    with pytest.raises(ValueError, match=r"2 parameter\(s\) of params_like: \['fc1\.kernel', 'fc2\.kernel'\]"):
+    with pytest.raises(ValueError, match=r"2 parameter\(s\) of params_like: \['fc1\.kernel', 'fc2\.kernel'\] "
+                                         r"\(these are Flax's names: MindSpore's are 'weight'"):
         msc.from_mindspore(jaxopt_ms.adam(0.01, eps=1e-3, weight_decay=0.01), path("adam"), flax_like)
 
 

@@ -421,10 +421,15 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     return params, state
 
 
+def _state_prefixes() -> set[str]:
+    """Every prefix MindSpore puts before a parameter's name for its per-parameter state."""
+    return {f.ms for table in _FIELDS.values() for f in table.values()
+            if f is not None and f.kind in ("param", "stat")} | {_TRACE_MOMENTUM.ms, _TRACE_RMSPROP.ms}
+
+
 def _params_from_checkpoint(ckpt: dict, is_ignored: Callable[[str], bool], nested: bool) -> Any:
     """The parameters of a checkpoint without a template: the entries that have per-parameter optimizer state."""
-    prefixes = {f.ms for table in _FIELDS.values() for f in table.values()
-                if f is not None and f.kind in ("param", "stat")} | {_TRACE_MOMENTUM.ms, _TRACE_RMSPROP.ms}
+    prefixes = _state_prefixes()
     names = [k for k in ckpt if not is_ignored(k) and not HYPERPARAMETER.match(k)
              and any(p + k in ckpt for p in prefixes)]
     if not names:
@@ -459,10 +464,16 @@ def _missing_message(missing: dict[str, list[str]], ckpt: dict, used: set[str]) 
     params = missing["parameter"]
     if params:
         text = f"{len(params)} parameter(s) of params_like: {_shown(params)}"
-        close = {n: difflib.get_close_matches(n, list(ckpt), n=2, cutoff=0.6) for n in params[:5]}
+        prefixes = _state_prefixes()
+        candidates = [k for k in ckpt if not HYPERPARAMETER.match(k)
+                      and not any(k.startswith(p) and (k[len(p):] in ckpt or k[len(p):] in params) for p in prefixes)]
+        close = {n: difflib.get_close_matches(n, candidates, n=2, cutoff=0.6) for n in params[:5]}
         close = {n: c for n, c in close.items() if c}
         if close:
             text += f" (the closest names in the checkpoint: {close})"
+        if any(n.rsplit(".", 1)[-1] in ("kernel", "scale", "embedding", "mean", "var") for n in params):
+            text += (" (these are Flax's names: MindSpore's are 'weight', 'gamma', 'beta', 'embedding_table', "
+                     "'moving_mean', 'moving_variance'; map the names, and the layouts, to MindSpore's first)")
         parts.append(text)
     state = missing["state"]
     if state:
