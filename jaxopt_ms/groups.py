@@ -181,9 +181,11 @@ def check_selection(specs: Sequence[Any], indices: Sequence[int], hits: Sequence
         return
     for spec, index, hit in zip(specs, indices, hits):
         if not hit:
+            shown = ", ".join(repr(n) for n in real[:20]) + (f", ... ({len(real)} in all)" if len(real) > 20 else "")
             raise ValueError(
                 f"For '{opt_name}', parameter group {index} selects no parameter (its 'params' is "
-                f"{_describe(spec)})."
+                f"{_describe(spec)}); the parameter names it was matched against are: {shown}. A regular "
+                "expression is matched with re.search on these names (Flax nnx leaves are named without '.value')."
             )
 
 

@@ -227,12 +227,17 @@ def _is_loss_scale_state(x: Any) -> bool:
 def loss_scale_value(state: Any) -> jax.Array:
     """The scale to multiply the loss by for the next step (a float32 scalar), found anywhere in ``state``.
 
+    ``state`` may also be a Flax ``nnx.Optimizer``'s ``opt_state``, whose arrays are wrapped in ``nnx.OptArray``
+    variables: the array inside is returned.
+
     Raises:
         ValueError: ``state`` holds no loss-scale wrapper state.
     """
     for x in jax.tree.leaves(state, is_leaf=_is_loss_scale_state):
         if _is_loss_scale_state(x):
-            return x.loss_scale
+            scale = x.loss_scale
+            get_value = getattr(scale, "get_value", None)  # a Flax nnx Variable (OptArray) around the array
+            return jnp.asarray(get_value() if callable(get_value) else scale)
     raise ValueError("loss_scale_value: this optimizer state holds no loss scale (wrap the optimizer with "
                      "jaxopt_ms.loss_scale.fixed_loss_scale or dynamic_loss_scale).")
 

@@ -12,6 +12,7 @@ Equinox models, so presets for those are provided too::
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import jax
@@ -45,16 +46,41 @@ def path_name(path: tuple) -> str:
     return ".".join(_key_str(k) for k in path)
 
 
+def _variable_paths(params: Any) -> set[tuple]:
+    """The key paths of Flax nnx ``Variable`` nodes in ``params`` (none where flax is not imported)."""
+    nnx = sys.modules.get("flax.nnx")
+    variable = getattr(nnx, "Variable", None)
+    if variable is None:
+        return set()
+    found = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: isinstance(x, variable))[0]
+    return {path for path, x in found if isinstance(x, variable)}
+
+
+def _is_value_key(key: Any) -> bool:
+    return isinstance(key, jax.tree_util.GetAttrKey) and key.name == "value"
+
+
 def param_names(params: Any) -> Any:
     """A pytree of strings with the structure of ``params``: each leaf's dotted path name.
 
-    A :class:`jaxopt_ms.sparse.RowSparse` gradient counts as one leaf.
+    A :class:`jaxopt_ms.sparse.RowSparse` gradient counts as one leaf. A Flax nnx ``Variable`` (``nnx.Param``)
+    is named by its place, not by its inner ``value`` field: an ``nnx.Optimizer`` initialises the optimizer on the
+    model's ``nnx.State`` (``Param`` objects, whose leaf paths end in ``.value``) and updates it with plain arrays
+    (paths without it); both are ``fc1.bias`` here, so a selector such as ``r'\\.bias$'`` sees one name at ``init``
+    and at ``update``.
 
     Example:
         >>> jaxopt_ms.param_names({'conv1': {'weight': 0.0}, 'bn1.gamma': 1.0})
         {'bn1.gamma': 'bn1.gamma', 'conv1': {'weight': 'conv1.weight'}}
     """
-    return jax.tree_util.tree_map_with_path(lambda path, _: path_name(path), params, is_leaf=is_row_sparse)
+    variables = _variable_paths(params)
+
+    def name(path: tuple, _: Any) -> str:
+        if variables and path and _is_value_key(path[-1]) and path[:-1] in variables:
+            path = path[:-1]
+        return path_name(path)
+
+    return jax.tree_util.tree_map_with_path(name, params, is_leaf=is_row_sparse)
 
 
 def mindspore_decay_filter(name: str, leaf: Any = None) -> bool:

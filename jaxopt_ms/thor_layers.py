@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_ms.names import path_name
+from jaxopt_ms.names import param_names
 from jaxopt_ms.sparse import RowSparse, gather_rows, valid_indices
 
 __all__ = [
@@ -394,7 +394,7 @@ def value_grad_and_statistics(
     """
     records = _discover(loss_fn, params, args, kwargs)
     leaves, treedef = jax.tree.flatten(params)
-    names = [path_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    names = jax.tree.leaves(param_names(params))  # an nnx Variable named by its place, as everywhere
     carriers = [jnp.zeros((r.g_dim, r.g_dim), jnp.float32) for r in records]
     if not isinstance(compute_statistics, bool):
         compute_statistics = jnp.asarray(compute_statistics, bool)

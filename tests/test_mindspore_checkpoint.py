@@ -24,6 +24,7 @@ from parity import mindspore_python
 
 import jaxopt_ms
 from jaxopt_ms import mindspore_checkpoint as msc
+from jaxopt_ms.mindspore_checkpoint import formats, hyperparameters
 
 pytest.importorskip("safetensors")
 pytest.importorskip("google.protobuf")
@@ -236,7 +237,7 @@ def test_to_mindspore_is_the_inverse(case, is_fused, tmp_path):
     ckpt = msc.load(os.path.join(FOLDER, f"{case}.ckpt"))
     params, state = msc.from_mindspore(opt, ckpt, params_like)
     out = msc.to_mindspore(opt, params, state)
-    hyper = {k for k in ckpt if msc._HYPERPARAMETER.match(k)}
+    hyper = {k for k in ckpt if hyperparameters.HYPERPARAMETER.match(k)}
     unused = {"moment." + n for n in NAMES} if case == "rmsprop" else set()  # RMSProp without momentum
     assert set(out) | hyper | unused == set(ckpt)
     for k, v in out.items():
@@ -286,14 +287,14 @@ def test_load_every_dtype_mindspore_writes():
 
 def test_large_tensor_split_over_values_is_joined():
     """The fixture's ``big`` was written by MindSpore in several values with one tag (slicing threshold lowered)."""
-    message = msc._checkpoint()()
+    message = formats._checkpoint()()
     with open(os.path.join(FOLDER, "dtypes.ckpt"), "rb") as f:
         message.ParseFromString(f.read())
     assert sum(v.tag == "big" for v in message.value) > 1
 
 
 def test_save_roundtrips_dtypes_strings_and_large(tmp_path, monkeypatch):
-    monkeypatch.setattr(msc, "_CHUNK_BYTES", 100)
+    monkeypatch.setattr(formats, "_CHUNK_BYTES", 100)
     data = {"bf": np.arange(6, dtype=np.float32).reshape(2, 3).astype(ml_dtypes.bfloat16),
             "z": np.float64(2.5), "b": np.array([True, False]), "big": np.arange(1000, dtype=np.float32),
             "u": np.array(7, np.uint64), "h": jnp.ones((2,), jnp.float16)}
@@ -405,7 +406,7 @@ def test_error_unsupported_optimizers_and_types():
 def test_error_files_and_dtypes(tmp_path):
     with pytest.raises(ValueError, match="'.ckpt' or"):
         msc.load(tmp_path / "x.bin")
-    with pytest.raises(ValueError, match="No checkpoint file"):
+    with pytest.raises(FileNotFoundError, match="No checkpoint file"):
         msc.load(tmp_path / "missing.ckpt")
     (tmp_path / "bad.ckpt").write_bytes(b"\xff\xff\xff\xff not protobuf")
     with pytest.raises(ValueError, match="not a MindSpore .ckpt"):
@@ -417,7 +418,7 @@ def test_error_files_and_dtypes(tmp_path):
     with pytest.raises(ValueError, match="str.*safetensors"):
         msc.save(tmp_path / "x.safetensors", {"a": "text"})
     # MindSpore types with no numpy layout, and a damaged size, each named
-    Checkpoint = msc._checkpoint()
+    Checkpoint = formats._checkpoint()
     for tensor_type, content, match in [("Int4", b"\x00", "Int4"), ("HiFloat8", b"\x00", "HiFloat8"),
                                         ("Float128", b"\x00", "unknown"), ("Float32", b"\x00" * 6, "damaged")]:
         m = Checkpoint()

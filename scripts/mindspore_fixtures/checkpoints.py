@@ -20,6 +20,10 @@ MindSpore's CPU build): they prove the state names only. ``dtypes.ckpt`` / ``dty
 of every dtype MindSpore writes, a 0-d tensor, ``append_dict`` scalars and a str, and a tensor split over several
 ``value`` entries (MindSpore's slicing threshold lowered from 512 MiB to 1 KiB for the test); ``crc.ckpt`` /
 ``crc.safetensors`` are saved with ``crc_check=True``.
+``saved_hyperparameters.json`` lists, per optimizer, the scalars ``save_checkpoint(train_cell)`` writes besides
+parameters and per-parameter state (the hyperparameters a checkpoint can be checked against), and
+``momentum_groups_init`` is a Momentum with a group learning rate saved before any step (``python checkpoints.py
+hyperparameters`` writes only these two).
 ``notebook.npz`` is a longer Momentum run (40 steps, checkpoint after 20) with its batches, for the notebook.
 """
 
@@ -231,6 +235,70 @@ def dtypes() -> None:
                      if hasattr(v, "dtype")})
 
 
+# The optimizers whose saved scalars are recorded, each built with non-default hyperparameters so that a saved
+# hyperparameter shows its value.
+def _hyper_optimizers() -> dict:
+    def groups(p):
+        return [{"params": [q for q in p if q.name.startswith("fc1.")], "lr": 0.05},
+                {"params": [q for q in p if q.name.startswith("fc2.")]}]
+    return {
+        "SGD": lambda p: nn.SGD(p, 0.05, momentum=0.7, dampening=0.1, weight_decay=0.01, loss_scale=2.0),
+        "Momentum": lambda p: nn.Momentum(p, 0.05, 0.7, weight_decay=0.01, loss_scale=2.0, use_nesterov=True),
+        "Momentum(groups)": lambda p: nn.Momentum(groups(p), 0.1, 0.7),
+        "Adam": lambda p: nn.Adam(p, 0.05, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01, loss_scale=2.0),
+        "Adam(lr list)": lambda p: nn.Adam(p, [0.1, 0.05, 0.01]),
+        "Adam(schedule)": lambda p: nn.Adam(p, nn.ExponentialDecayLR(0.1, 0.9, 2)),
+        "AdamWeightDecay": lambda p: nn.AdamWeightDecay(p, 0.05, beta1=0.8, beta2=0.99, eps=1e-5, weight_decay=0.01),
+        "LazyAdam": lambda p: nn.LazyAdam(p, 0.05, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+        "AdamOffload": lambda p: nn.AdamOffload(p, 0.05, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+        "Lamb": lambda p: nn.Lamb(p, 0.05, beta1=0.8, beta2=0.99, eps=1e-5, weight_decay=0.01),
+        "FTRL": lambda p: nn.FTRL(p, initial_accum=0.2, learning_rate=0.05, lr_power=-0.4, l1=0.1, l2=0.2),
+        "RMSProp": lambda p: nn.RMSProp(p, 0.05, decay=0.8, momentum=0.3, epsilon=1e-6, centered=True),
+        "ProximalAdagrad": lambda p: nn.ProximalAdagrad(p, accum=0.2, learning_rate=0.05, l1=0.1, l2=0.2),
+        "Adagrad": lambda p: nn.Adagrad(p, accum=0.2, learning_rate=0.05, weight_decay=0.01),
+        "AdaFactor": lambda p: nn.AdaFactor(p, eps=(1e-29, 2e-3), clip_threshold=0.9, decay_rate=0.7, beta1=0.8),
+        "AdaFactor(fixed lr)": lambda p: nn.AdaFactor(p, learning_rate=0.05, relative_step=False,
+                                                      scale_parameter=False),
+        "LARS(Momentum)": lambda p: nn.LARS(nn.Momentum(p, 0.05, 0.7), epsilon=1e-4, coefficient=0.002),
+        "Adadelta": lambda p: nn.Adadelta(p, learning_rate=0.05, rho=0.8, epsilon=1e-5),
+        "AdaMax": lambda p: nn.AdaMax(p, 0.05, beta1=0.8, beta2=0.99, eps=1e-6),
+        "ASGD": lambda p: nn.ASGD(p, learning_rate=0.05, lambd=1e-3, alpha=0.7, t0=100.0),
+        "Rprop": lambda p: nn.Rprop(p, learning_rate=0.05, etas=(0.4, 1.3), step_sizes=(1e-5, 40.0)),
+    }
+
+
+def saved_hyperparameters() -> None:
+    """``saved_hyperparameters.json``: per optimizer, the entries of ``save_checkpoint(train_cell)`` that are
+    neither a network parameter nor per-parameter state (``<prefix><parameter name>``): its saved scalars, with
+    dtype, shape and value. These are what ``from_mindspore`` can check against the jaxopt_ms optimizer."""
+    import tempfile
+
+    out = {}
+    for name, make in _hyper_optimizers().items():
+        net = Net(initial_weights(np.random.RandomState(0)))
+        cell = nn.TrainOneStepCell(nn.WithLossCell(net, nn.MSELoss()), make(net.trainable_params()))
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "c.ckpt")
+            ms.save_checkpoint(cell, path)
+            saved = {k: v.asnumpy() for k, v in ms.load_checkpoint(path).items()}
+        params = {p.name for p in net.get_parameters()}
+        out[name] = {k: [str(v.dtype), list(v.shape), [float(x) for x in v.reshape(-1)[:8]]]
+                     for k, v in saved.items() if k not in params and not any(k.endswith(p) for p in params)}
+    path = os.path.join(FOLDER, "saved_hyperparameters.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print("saved hyperparameters", json.dumps(out))
+
+
+def momentum_groups_init() -> None:
+    """A Momentum with a group learning rate, saved before any step: ``learning_rate_group_0`` (group 0's own
+    rate) and ``learning_rate`` (the default, which group 1 uses)."""
+    init_only("momentum_groups_init", lambda p: nn.Momentum(
+        [{"params": [q for q in p if q.name.startswith("fc1.")], "lr": 0.05},
+         {"params": [q for q in p if q.name.startswith("fc2.")]}], 0.1, 0.9))
+
+
 def _cases() -> list[tuple]:
     """``(name, make MindSpore optimizer, jaxopt_ms config, extra case() arguments)`` of every resumed run."""
     c = lambda opt, **kw: {"optimizer": opt, "kwargs": kw}  # noqa: E731
@@ -297,7 +365,15 @@ def main() -> None:
     init_only("lamb_init", lambda p: nn.Lamb(p, 0.01))
     init_only("lars_init", lambda p: nn.LARS(nn.Momentum(p, 0.1, 0.9)))
     dtypes()
+    hyperparameters()
+
+
+def hyperparameters() -> None:
+    saved_hyperparameters()
+    momentum_groups_init()
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    hyperparameters() if sys.argv[1:] == ["hyperparameters"] else main()

@@ -1,29 +1,17 @@
-"""MindSpore checkpoints in and out, optimizer state included: resume a MindSpore run in JAX, and go back.
+"""MindSpore's optimizer-state names and their places in a jaxopt_ms optimizer's state.
 
 MindSpore's ``save_checkpoint(train_cell)`` writes the network's parameters *and* the optimizer's state under
-names such as ``moment1.conv1.weight``, ``beta1_power``, ``global_step`` or ``scale_sense``. This module reads
-and writes both of MindSpore's file formats without MindSpore, and places that state under a jaxopt_ms
-optimizer's state so that the next ``update`` is MindSpore's next step::
-
-    ckpt = jaxopt_ms.mindspore_checkpoint.load('resnet-5_100.ckpt')          # {name: numpy array}
-    opt = jaxopt_ms.adam(1e-3)                                               # built as in MindSpore
-    params, state = jaxopt_ms.mindspore_checkpoint.from_mindspore(opt, ckpt, params_like)
-    ...                                                                      # train on in JAX
-    out = jaxopt_ms.mindspore_checkpoint.to_mindspore(opt, params, state)
-    jaxopt_ms.mindspore_checkpoint.save('resumed.ckpt', out)                 # mindspore.load_checkpoint reads it
-
-Formats: ``.ckpt`` is MindSpore's protobuf ``Checkpoint`` message (``value { tag, tensor { dims, tensor_type,
-tensor_content } }``, a large tensor split over several consecutive values with the same tag), read with the
-``protobuf`` package from a descriptor built here; ``.safetensors`` is read and written with the ``safetensors``
-package. Both are the optional extra ``pip install jaxopt_ms[mindspore]``. Names map through
-:func:`jaxopt_ms.param_names`: MindSpore's ``conv1.weight`` is the leaf whose path name is ``conv1.weight``. The
-name mapping per optimizer is tabulated in ``docs/checkpoints.md``.
+names such as ``moment1.conv1.weight``, ``beta1_power``, ``global_step`` or ``scale_sense``.
+:func:`from_mindspore` places that state under a jaxopt_ms optimizer's state so that the next ``update`` is
+MindSpore's next step; :func:`to_mindspore` is the way back. Names map through :func:`jaxopt_ms.param_names`:
+MindSpore's ``conv1.weight`` is the leaf whose path name is ``conv1.weight``; the table ``_FIELDS`` says where
+each state field goes (tabulated per optimizer in ``docs/checkpoints.md``).
 """
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
+import difflib
 import os
 import re
 import weakref
@@ -38,7 +26,9 @@ import optax
 from jaxopt_ms._flat import FlatParams
 from jaxopt_ms.fused import FusedOptimizer
 from jaxopt_ms.loss_scale import DynamicLossScaleState, FixedLossScaleState, MasterWeightsState
-from jaxopt_ms.names import param_names, path_name
+from jaxopt_ms.mindspore_checkpoint.formats import load
+from jaxopt_ms.mindspore_checkpoint.hyperparameters import HYPERPARAMETER, check_against_optimizer, loss_scale_error
+from jaxopt_ms.names import param_names
 from jaxopt_ms.transforms.adadelta import ScaleByAdadeltaState
 from jaxopt_ms.transforms.adafactor import AdaFactorState, ScaleByFactoredRmsState
 from jaxopt_ms.transforms.adagrad import AdagradState, ScaleByAdagradState
@@ -56,286 +46,7 @@ from jaxopt_ms.transforms.sgd import ScaleBySgdState
 from jaxopt_ms.transforms.thor import ScaleByThorState
 from jaxopt_ms.transforms.weight_decay import AddDecayedWeightsState
 
-__all__ = ["from_mindspore", "load", "save", "to_mindspore"]
-
-# --------------------------------------------------------------------------------------------------- dtypes
-# MindSpore's tensor_type strings (str(mindspore.dtype)) -> numpy. MindSpore 2.10's own loader knows the first
-# fifteen; complex and float8 tensors can be written by save_checkpoint (its loader refuses them) and are
-# standard layouts, so they are read too.
-_NP_OF_MS = {
-    "Float16": np.dtype(np.float16), "Float32": np.dtype(np.float32), "Float64": np.dtype(np.float64),
-    "BFloat16": np.dtype(jnp.bfloat16),
-    "Int8": np.dtype(np.int8), "Int16": np.dtype(np.int16), "Int32": np.dtype(np.int32), "Int64": np.dtype(np.int64),
-    "UInt8": np.dtype(np.uint8), "UInt16": np.dtype(np.uint16), "UInt32": np.dtype(np.uint32),
-    "UInt64": np.dtype(np.uint64), "Bool": np.dtype(np.bool_),
-    "Complex64": np.dtype(np.complex64), "Complex128": np.dtype(np.complex128),
-    "Float8E4M3FN": np.dtype(jnp.float8_e4m3fn), "Float8E5M2": np.dtype(jnp.float8_e5m2),
-}
-# Types a checkpoint can name that have no numpy layout: refused with the reason.
-_REFUSED = {
-    "Int4": "MindSpore's qint4x2 packs two 4-bit integers per byte in a layout numpy has no type for",
-    "HiFloat8": "HiFloat8 is a MindSpore-specific 8-bit float with no numpy type",
-}
-_MS_OF_NP = {v: k for k, v in _NP_OF_MS.items()}
-# safetensors dtype strings the numpy API lacks (bfloat16, float8): read through the package's deserialize.
-_NP_OF_SAFETENSORS_EXTRA = {"BF16": np.dtype(jnp.bfloat16), "F8_E4M3": np.dtype(jnp.float8_e4m3fn),
-                            "F8_E5M2": np.dtype(jnp.float8_e5m2)}
-# MindSpore writes a tensor in pieces of at most 512 MiB (serialization.SLICE_SIZE): protobuf messages are
-# limited to 2 GiB, and its loader joins consecutive values with the same tag.
-_CHUNK_BYTES = 512 * 1024 * 1024
-
-
-def _checkpoint_class() -> type:
-    """MindSpore's ``Checkpoint`` message (checkpoint.proto), built from a descriptor in a private pool.
-
-    The wire format depends only on field numbers and types: ``Checkpoint { repeated Value value = 1; }``,
-    ``Value { required string tag = 1; oneof { TensorProto tensor = 2; MapTensorProto maptensor = 3; } }``,
-    ``TensorProto { repeated int64 dims = 1; required string tensor_type = 2; required bytes tensor_content = 3; }``.
-    """
-    try:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    except ImportError as e:  # an optional extra
-        raise ImportError("Reading and writing MindSpore .ckpt files needs the 'protobuf' package: "
-                          "pip install 'jaxopt_ms[mindspore]'.") from e
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="jaxopt_ms_mindspore_checkpoint.proto", package="jaxopt_ms_ms",
-                                             syntax="proto2")
-
-    def field(msg, name, number, label, ftype, type_name=None, oneof=None):
-        f = msg.field.add(name=name, number=number, label=label, type=ftype)
-        if type_name:
-            f.type_name = type_name
-        if oneof is not None:
-            f.oneof_index = oneof
-
-    tensor = fdp.message_type.add(name="TensorProto")
-    field(tensor, "dims", 1, F.LABEL_REPEATED, F.TYPE_INT64)
-    field(tensor, "tensor_type", 2, F.LABEL_REQUIRED, F.TYPE_STRING)
-    field(tensor, "tensor_content", 3, F.LABEL_REQUIRED, F.TYPE_BYTES)
-    map_tensor = fdp.message_type.add(name="MapTensorProto")
-    field(map_tensor, "tensor", 1, F.LABEL_REPEATED, F.TYPE_MESSAGE, ".jaxopt_ms_ms.TensorProto")
-    ckpt = fdp.message_type.add(name="Checkpoint")
-    value = ckpt.nested_type.add(name="Value")
-    value.oneof_decl.add(name="value")
-    field(value, "tag", 1, F.LABEL_REQUIRED, F.TYPE_STRING)
-    field(value, "tensor", 2, F.LABEL_OPTIONAL, F.TYPE_MESSAGE, ".jaxopt_ms_ms.TensorProto", oneof=0)
-    field(value, "maptensor", 3, F.LABEL_OPTIONAL, F.TYPE_MESSAGE, ".jaxopt_ms_ms.MapTensorProto", oneof=0)
-    field(ckpt, "value", 1, F.LABEL_REPEATED, F.TYPE_MESSAGE, ".jaxopt_ms_ms.Checkpoint.Value")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("jaxopt_ms_ms.Checkpoint"))
-
-
-_CHECKPOINT: type | None = None
-
-
-def _checkpoint() -> type:
-    global _CHECKPOINT
-    if _CHECKPOINT is None:
-        _CHECKPOINT = _checkpoint_class()
-    return _CHECKPOINT
-
-
-def _format_of(path: str, format: str | None) -> str:
-    if format is not None:
-        if format not in ("ckpt", "safetensors"):
-            raise ValueError(f"'format' must be 'ckpt' or 'safetensors', but got {format!r}.")
-        return format
-    if str(path).endswith(".safetensors"):
-        return "safetensors"
-    if str(path).endswith(".ckpt"):
-        return "ckpt"
-    raise ValueError(f"Cannot tell the checkpoint format of {str(path)!r}: the name must end with '.ckpt' or "
-                     "'.safetensors', or pass format='ckpt' / format='safetensors'.")
-
-
-# ------------------------------------------------------------------------------------------------ load / save
-def _tensor_array(tag: str, dims: list[int], tensor_type: str, content: bytes) -> np.ndarray:
-    if tensor_type == "str":
-        # MindSpore writes a str as numpy's fixed-width unicode (UTF-32, 4 bytes a character) with dims [0].
-        return np.array(np.frombuffer(content, f"<U{len(content) // 4}")[0]) if content else np.array("")
-    if tensor_type in _REFUSED:
-        raise ValueError(f"Checkpoint entry {tag!r} has MindSpore dtype {tensor_type}, which cannot be read: "
-                         f"{_REFUSED[tensor_type]}.")
-    if tensor_type not in _NP_OF_MS:
-        raise ValueError(f"Checkpoint entry {tag!r} has an unknown MindSpore dtype {tensor_type!r}; known: "
-                         f"{sorted(_NP_OF_MS)} and 'str'.")
-    dtype = _NP_OF_MS[tensor_type].newbyteorder("<")
-    shape = tuple(int(d) for d in dims)
-    if shape == (0,) and len(content) == dtype.itemsize:
-        shape = ()  # MindSpore's loader reads dims [0] as a scalar (older writers)
-    if len(content) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
-        raise ValueError(f"Checkpoint entry {tag!r}: {len(content)} bytes of {tensor_type} for dims {list(dims)}; "
-                         "the file is damaged or truncated.")
-    # astype: native byte order and a writable copy
-    return np.frombuffer(content, dtype).reshape(shape).astype(_NP_OF_MS[tensor_type])
-
-
-def _load_ckpt(path: str) -> dict[str, np.ndarray]:
-    with open(path, "rb") as f:
-        data = f.read()
-    # save_checkpoint(crc_check=True) appends b'crc_num' + a 10-byte big-endian crc32 of what precedes it.
-    if len(data) >= 17 and data[-17:-10] == b"crc_num":
-        body, crc = data[:-17], int.from_bytes(data[-10:], "big")
-        if binascii.crc32(body) != crc:
-            raise ValueError(f"The checkpoint {path!r} fails its crc check: the file is damaged.")
-        data = body
-    message = _checkpoint()()
-    try:
-        message.ParseFromString(data)  # the concatenated messages MindSpore writes merge into one
-    except Exception as e:
-        raise ValueError(f"{path!r} is not a MindSpore .ckpt file (or it is encrypted, which needs MindSpore's "
-                         f"key to read): {e}") from e
-    out: dict[str, np.ndarray] = {}
-    pieces: list[bytes] = []
-    values = list(message.value)
-    for i, value in enumerate(values):
-        if value.WhichOneof("value") != "tensor":
-            raise ValueError(f"Checkpoint entry {value.tag!r} is a MindSpore MapParameter (a hash-table embedding); "
-                             "it has no array form and cannot be read.")
-        pieces.append(value.tensor.tensor_content)
-        if i + 1 < len(values) and values[i + 1].tag == value.tag:
-            continue  # a large tensor continues in the next value
-        out[value.tag] = _tensor_array(value.tag, list(value.tensor.dims), value.tensor.tensor_type, b"".join(pieces))
-        pieces = []
-    return out
-
-
-def _load_safetensors(path: str) -> dict[str, np.ndarray]:
-    try:
-        import safetensors
-        from safetensors.numpy import load_file
-    except ImportError as e:
-        raise ImportError("Reading MindSpore .safetensors files needs the 'safetensors' package: "
-                          "pip install 'jaxopt_ms[mindspore]'.") from e
-    try:
-        with safetensors.safe_open(path, framework="np") as f:
-            metadata = f.metadata() or {}
-    except Exception as e:
-        raise ValueError(f"{path!r} is not a safetensors file: {e}") from e
-    for name, kind in metadata.items():
-        if kind in _REFUSED:  # MindSpore records its packed types in the metadata, the header says int8
-            raise ValueError(f"Checkpoint entry {name!r} has MindSpore dtype {kind}, which cannot be read: "
-                             f"{_REFUSED[kind]}.")
-    try:
-        out = {k: np.array(v) for k, v in load_file(path).items()}
-    except (KeyError, TypeError):  # a dtype the numpy API lacks (bfloat16, float8): decode the raw bytes
-        out = _load_safetensors_raw(path)
-    if "crc_num" in metadata:  # save_checkpoint(crc_check=True): crc32 over (name, bytes) in name order
-        crc = 0
-        for name in sorted(out):
-            crc = binascii.crc32(out[name].astype(out[name].dtype.newbyteorder("<")).tobytes(),
-                                 binascii.crc32(name.encode(), crc))
-        if str(crc) != metadata["crc_num"]:
-            raise ValueError(f"The checkpoint {path!r} fails its crc check: the file is damaged.")
-    return out
-
-
-def _load_safetensors_raw(path: str) -> dict[str, np.ndarray]:
-    import safetensors
-
-    with open(path, "rb") as f:
-        entries = safetensors.deserialize(f.read())
-    out = {}
-    for name, info in entries:
-        dtype = _NP_OF_SAFETENSORS_EXTRA.get(info["dtype"])
-        if dtype is None:
-            from safetensors.numpy import _getdtype
-
-            try:
-                dtype = np.dtype(_getdtype(info["dtype"]))
-            except KeyError:
-                raise ValueError(f"Checkpoint entry {name!r} has safetensors dtype {info['dtype']}, which has no "
-                                 "numpy type.") from None
-        out[name] = np.frombuffer(bytes(info["data"]), dtype.newbyteorder("<")).reshape(info["shape"]).astype(dtype)
-    return out
-
-
-def load(path: str | os.PathLike, format: str | None = None) -> dict[str, np.ndarray]:
-    """Reads a MindSpore checkpoint into ``{name: numpy array}``, without MindSpore.
-
-    Args:
-        path: a file written by ``mindspore.save_checkpoint`` (or :func:`save`).
-        format: ``'ckpt'`` or ``'safetensors'``; by default from the file name's ending.
-    Returns:
-        Every entry in file order (safetensors: sorted by name): parameters and optimizer state under
-        MindSpore's names; bfloat16 as ``ml_dtypes.bfloat16``; a 0-d tensor as a 0-d array; a ``str`` entry
-        (``append_dict``) as a 0-d numpy unicode array.
-    Raises:
-        ValueError: not such a file, damaged (crc, size), encrypted, a MapParameter, or a dtype with no numpy
-            type (MindSpore's ``Int4`` / ``HiFloat8``), each naming the entry.
-        ImportError: the ``protobuf`` / ``safetensors`` package is missing.
-
-    Example:
-        >>> ckpt = jaxopt_ms.mindspore_checkpoint.load('lenet-1_1875.ckpt')
-        >>> ckpt['moment1.conv1.weight'].shape
-        (6, 1, 5, 5)
-    """
-    path = os.fspath(path)
-    fmt = _format_of(path, format)
-    if not os.path.isfile(path):
-        raise ValueError(f"No checkpoint file at {path!r}.")
-    return _load_ckpt(path) if fmt == "ckpt" else _load_safetensors(path)
-
-
-def _ms_type(name: str, value: np.ndarray) -> str:
-    if value.dtype.kind == "U":
-        return "str"
-    dtype = value.dtype.newbyteorder("=")
-    if dtype not in _MS_OF_NP:
-        raise ValueError(f"Entry {name!r} has dtype {value.dtype}, which no MindSpore checkpoint type holds; "
-                         f"supported: {sorted(str(d) for d in _MS_OF_NP)} and str.")
-    return _MS_OF_NP[dtype]
-
-
-def save(path: str | os.PathLike, checkpoint: Mapping[str, Any], format: str | None = None) -> None:
-    """Writes ``{name: array}`` as a MindSpore checkpoint that ``mindspore.load_checkpoint`` reads.
-
-    Args:
-        path: the file to write (replaced if it exists).
-        checkpoint: names to arrays (numpy, JAX or scalars; a str becomes MindSpore's ``str`` entry in ``.ckpt``).
-        format: ``'ckpt'`` (MindSpore's protobuf) or ``'safetensors'`` (with MindSpore's ``{'format': 'ms'}``
-            metadata); by default from the file name's ending.
-    Raises:
-        ValueError: an unknown format, a dtype MindSpore has no type for, a str entry in safetensors, a name that
-            is not a non-empty str.
-    """
-    path = os.fspath(path)
-    fmt = _format_of(path, format)
-    arrays = {}
-    for name, value in checkpoint.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"Checkpoint names must be non-empty str, but got {name!r}.")
-        arr = np.asarray(value)
-        _ms_type(name, arr)
-        if fmt == "safetensors" and arr.dtype.kind == "U":
-            raise ValueError(f"Entry {name!r} is a str, which safetensors cannot hold; save it in .ckpt format.")
-        arrays[name] = np.array(arr, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
-    if fmt == "safetensors":
-        try:
-            import safetensors.numpy
-        except ImportError as e:
-            raise ImportError("Writing .safetensors files needs the 'safetensors' package: "
-                              "pip install 'jaxopt_ms[mindspore]'.") from e
-        little = {k: v.astype(v.dtype.newbyteorder("<")) for k, v in sorted(arrays.items())}
-        safetensors.numpy.save_file(little, path, metadata={"format": "ms"})
-        return
-    Checkpoint = _checkpoint()
-    with open(path, "wb") as f:
-        for name, arr in arrays.items():
-            tensor_type = _ms_type(name, arr)
-            if tensor_type == "str":
-                dims, content = [0], arr.tobytes()
-            else:
-                dims, content = list(arr.shape), arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-            for start in range(0, max(len(content), 1), _CHUNK_BYTES):
-                message = Checkpoint()
-                value = message.value.add()
-                value.tag = name
-                value.tensor.dims.extend(dims)
-                value.tensor.tensor_type = tensor_type
-                value.tensor.tensor_content = content[start:start + _CHUNK_BYTES]
-                f.write(message.SerializeToString())
+__all__ = ["from_mindspore", "to_mindspore"]
 
 
 # ------------------------------------------------------------------------------------------ the name mapping
@@ -355,10 +66,11 @@ class _Field:
     sign: float = 1.0
     ms_shape: tuple | None = None
     leaf_scalar: bool = False
+    momentum: bool = False  # a momentum buffer (MindSpore's saved `momentum` is checked against it)
 
 
-def _p(prefix: str, sign: float = 1.0, leaf_scalar: bool = False) -> _Field:
-    return _Field("param", prefix, sign, leaf_scalar=leaf_scalar)
+def _p(prefix: str, sign: float = 1.0, leaf_scalar: bool = False, momentum: bool = False) -> _Field:
+    return _Field("param", prefix, sign, leaf_scalar=leaf_scalar, momentum=momentum)
 
 
 def _s(name: str, ms_shape: tuple | None = None) -> _Field:
@@ -382,7 +94,7 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
     ASGDState: dict(eta=_p("eta_", leaf_scalar=True), mu=_p("mu_", leaf_scalar=True), ax=_p("ax_."), lr=_RECURSE),
     ScaleByAdamaxState: dict(beta1_power=_s("beta1_power", (1,)), moment1=_p("moment1."), moment2=_p("moment2.")),
     ScaleByAdadeltaState: dict(accum=_p("accum."), accum_update=_p("accum_update.")),
-    ScaleBySgdState: dict(accum=_p("accum."), stat=_Field("stat", "stat.")),
+    ScaleBySgdState: dict(accum=_p("accum.", momentum=True), stat=_Field("stat", "stat.")),
     ScaleByLambState: dict(count=_STEP, lamb_m=_p("lamb_m."), lamb_v=_p("lamb_v.")),
     AdaFactorState: dict(exp_avg=_p("exp_avg."), exp_avg_sq_row=_p("exp_avg_sq_row_"),
                          exp_avg_sq_col=_p("exp_avg_sq_col_"), exp_avg_sq=_p("exp_avg_sq_"), lr=_RECURSE),
@@ -399,7 +111,7 @@ _FIELDS: dict[type, dict[str, _Field | None]] = {
                                 inner_state=_RECURSE),
     FixedLossScaleState: dict(loss_scale=_Field("scale", "scale_sense"), overflow=_KEEP, inner_state=_RECURSE),
 }
-_TRACE_MOMENTUM, _TRACE_RMSPROP = _p("moments."), _p("moment.", -1.0)
+_TRACE_MOMENTUM, _TRACE_RMSPROP = _p("moments.", momentum=True), _p("moment.", -1.0)
 _UNSUPPORTED = {
     ScaleByThorState: "THOR's state (its per-layer inverse statistics) has no counterpart in MindSpore's "
                       "checkpoint layout that can be checked on CPU",
@@ -408,31 +120,6 @@ _UNSUPPORTED = {
     MasterWeightsState: "master_weights keeps float32 copies MindSpore's checkpoints do not separate from the "
                         "parameters",
 }
-# MindSpore entries that are hyperparameters (the JAX optimizer carries its own) or bookkeeping (ModelCheckpoint's
-# append_info; LARS's placeholders; AdaFactor's step, checked against global_step).
-_HYPERPARAMETER = re.compile(r"^(learning_rate(_group_\d+)?|momentum|fake_lr|fake_param|afactor_step|epoch_num|"
-                             r"step_num)$")
-
-
-def _check_learning_rate(ckpt: dict, state: Any, step: int | None) -> None:
-    """Without parameter groups, MindSpore's saved ``learning_rate`` (a value, or the per-step list at
-    ``global_step``) must be the rate the jaxopt_ms optimizer's next update uses: a run whose rate was changed
-    in MindSpore would otherwise continue with another one. (AdaFactor's saved rate is unused with
-    ``relative_step``; schedules save none.)"""
-    lr_states: list = []
-    _walk(state, lambda f, v, w: lr_states.append(v) if f.kind == "lr" else v, "", False)
-    saved = ckpt.get("learning_rate")
-    if saved is None or len(lr_states) != 1 or any(k.startswith("learning_rate_group_") for k in ckpt) \
-            or _contains(state, (AdaFactorState,)) or saved.ndim > 1:
-        return
-    want = np.float32(saved.reshape(-1)[min(step or 0, saved.size - 1)] if saved.ndim == 1 else saved)
-    have = np.float32(lr_states[0])
-    if want != have:
-        raise ValueError(f"The checkpoint's learning rate for the next step is {float(want):.7g} ('learning_rate' at "
-                         f"global_step {step}), but the optimizer's is {float(have):.7g}: build it with MindSpore's "
-                         "learning_rate (or change it with jaxopt_ms.set_lr).")
-
-
 def _unread_state(ckpt: dict, state: Any, rmsprop: bool, names: set[str]) -> set[str]:
     """MindSpore state entries that cannot affect the next step, where jaxopt_ms keeps no counterpart.
 
@@ -516,8 +203,7 @@ def _per_param(tree: Any) -> list[tuple[str, Any]]:
     """``(name, leaf)`` pairs of a per-parameter state tree (a FlatParams: its leaves' slots)."""
     if isinstance(tree, FlatParams):
         return [(slot.name, slot) for slot in tree.layout.leaves]
-    pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [(path_name(path), leaf) for path, leaf in pairs]
+    return list(zip(jax.tree.leaves(param_names(tree)), jax.tree.leaves(tree)))
 
 
 _JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -561,34 +247,44 @@ def _scalar_entry(name: str, have: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[str, Any] | str | os.PathLike,
-                   params_like: Any, *, ignore: Iterable[str] | Callable[[str], bool] = ()) -> tuple[Any, Any]:
+                   params_like: Any = None, *, ignore: Iterable[str] | Callable[[str], bool] = (),
+                   nested: bool = False) -> tuple[Any, Any]:
     """MindSpore's parameters and optimizer state as jaxopt_ms ``(params, state)``: the next update is MindSpore's.
 
     Args:
         optimizer: the jaxopt_ms optimizer built with MindSpore's hyperparameters (per leaf or
             ``jaxopt_ms.fused.fuse(...)``; with parameter groups; inside :func:`jaxopt_ms.lars` or a loss-scale
-            wrapper of :mod:`jaxopt_ms.loss_scale`).
+            wrapper of :mod:`jaxopt_ms.loss_scale`). The hyperparameters MindSpore saves (``learning_rate``,
+            ``learning_rate_group_<i>``, ``momentum``) are checked against it.
         checkpoint: ``{name: array}`` (e.g. from :func:`load`) or a checkpoint file's path.
         params_like: the parameter pytree (arrays or ``jax.ShapeDtypeStruct``) whose leaf names
             (:func:`jaxopt_ms.param_names`) are MindSpore's parameter names; or, for a fused optimizer inside a
             wrapper (``dynamic_loss_scale(fuse(...))``), the ``FlatParams`` from ``fused.flatten(params)``.
+            ``None`` (the default): the parameters, their shapes and dtypes come from the checkpoint itself: every
+            entry that has optimizer state (``moment1.<name>``, ``accum.<name>``, ...) is a parameter, returned
+            as a flat dict ``{MindSpore name: array}`` (``nested=True``: nested by the ``'.'`` of the names,
+            ``{'fc1': {'weight': ...}}``); both have the same :func:`jaxopt_ms.param_names`, so either goes back
+            through :func:`to_mindspore` under MindSpore's names.
         ignore: checkpoint names to leave unread, or a predicate on the name (e.g. ``lambda n: 'moving_' in n`` for
-            BatchNorm statistics kept outside ``params``). ``learning_rate*``, ``momentum``, ``epoch_num`` and
-            ``step_num`` are never read.
+            BatchNorm statistics kept outside ``params``). ``epoch_num`` and ``step_num`` are never read.
+        nested: with ``params_like=None``, return the parameters nested by the dots of their names.
     Returns:
         ``(params, state)``: ``params`` with the structure of ``params_like`` (a fused optimizer: its
         ``flatten(params)``) holding the checkpoint's values; ``state`` the optimizer state after MindSpore's
         ``global_step`` updates: moments and accumulators, beta powers, the step that drives the learning rate
         (per-step lists and schedules continue at index ``global_step``), the dynamic loss scale and its counters.
     Raises:
-        ValueError: a parameter or state entry missing from the checkpoint, a checkpoint entry that maps nowhere
-            (neither a parameter, nor this optimizer's state, nor a known hyperparameter), a shape or dtype
-            mismatch, inconsistent per-parameter flags, each naming the entry; an optimizer whose state has no
-            MindSpore form (THOR, master weights).
+        FileNotFoundError: no checkpoint file at the path.
+        ValueError: entries missing from the checkpoint (all listed at once: parameters apart from optimizer
+            state); a checkpoint entry that maps nowhere (neither a parameter, nor this optimizer's state, nor a
+            known hyperparameter); loss-scale entries without a loss-scale wrapper; a saved hyperparameter
+            (``learning_rate``, ``momentum``) that differs from the optimizer's, naming both values; a shape or
+            dtype mismatch, inconsistent per-parameter flags, each naming the entry; an optimizer whose state has
+            no MindSpore form (THOR, master weights); a damaged file (see :func:`load`).
 
     Example:
         >>> opt = jaxopt_ms.momentum(0.1, 0.9)
-        >>> params, state = jaxopt_ms.mindspore_checkpoint.from_mindspore(opt, 'net.ckpt', params_like)
+        >>> params, state = jaxopt_ms.mindspore_checkpoint.from_mindspore(opt, 'net.ckpt')
         >>> updates, state = opt.update(grads, state, params)       # MindSpore's next step
     """
     optimizer, fused = _unwrap(optimizer)
@@ -596,12 +292,16 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         checkpoint = load(checkpoint)
     ckpt = {k: np.asarray(v) for k, v in checkpoint.items()}
     is_ignored = ignore if callable(ignore) else set(ignore).__contains__
+    if params_like is None:
+        params_like = _params_from_checkpoint(ckpt, is_ignored, nested)
     used: set[str] = set()
+    missing: dict[str, list[str]] = {"parameter": [], "state": []}
 
-    def take(name: str) -> np.ndarray:
+    def take(name: str, kind: str = "state") -> np.ndarray | None:
+        """The entry ``name``; ``None`` (and noted, to be reported with all the others) where it is missing."""
         if name not in ckpt:
-            raise ValueError(f"The checkpoint has no entry {name!r}, which the optimizer state needs (nothing is "
-                             "initialised in its place).")
+            missing[kind].append(name)
+            return None
         used.add(name)
         return ckpt[name]
 
@@ -610,16 +310,19 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         flat_names = [slot.name for slot in layout.leaves]
         buffers = [np.zeros(b.shape, b.dtype) for b in params_like.buffers]  # flatten pads with zeros
         for slot in layout.leaves:
-            value = take(slot.name)
-            _check_entry(slot.name, value, slot.shape, slot.dtype, f"the parameter {slot.name!r}")
-            buffers[slot.buffer][slot.offset:slot.offset + slot.size] = value.reshape(-1)
+            value = take(slot.name, "parameter")
+            if value is not None:
+                _check_entry(slot.name, value, slot.shape, slot.dtype, f"the parameter {slot.name!r}")
+                buffers[slot.buffer][slot.offset:slot.offset + slot.size] = value.reshape(-1)
         params = FlatParams(tuple(jnp.asarray(b) for b in buffers), layout)
     else:
         names = param_names(params_like)
         flat_names, treedef = jax.tree.flatten(names)
         values = []
         for name, like in zip(flat_names, treedef.flatten_up_to(params_like)):
-            value = take(name)
+            value = take(name, "parameter")
+            if value is None:
+                value = np.zeros(like.shape, like.dtype)  # a stand-in, so that every missing entry is listed
             _check_entry(name, value, tuple(like.shape), like.dtype, f"the parameter {name!r}")
             values.append(jnp.asarray(value))
         params = treedef.unflatten(values)
@@ -631,7 +334,8 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
     _walk(state0, lambda f, v, w: has_step.append(f.kind in ("step", "lr")) or v, "", rmsprop)
     step = None
     if any(has_step):
-        step = int(_scalar_entry("global_step", take("global_step"), np.int32))
+        saved_step = take("global_step")
+        step = 0 if saved_step is None else int(_scalar_entry("global_step", saved_step, np.int32))
         if step < 0:
             raise ValueError(f"Checkpoint entry 'global_step' must be >= 0, but got {step}.")
     if step:
@@ -652,13 +356,17 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
         if field.kind in ("step", "lr", "keep"):
             return value
         if field.kind == "scale":
-            if field.ms in ckpt:
-                return jnp.asarray(_scalar_entry(field.ms, take(field.ms), value.dtype))
-            return value  # a fixed scale is configuration; MindSpore saves it only with a loss-scale cell
+            saved = take(field.ms) if field.ms in ckpt else None
+            # a fixed scale is configuration; MindSpore saves it only with a loss-scale cell
+            return value if saved is None else jnp.asarray(_scalar_entry(field.ms, saved, value.dtype))
         if field.kind == "scalar":
-            return jnp.asarray(_scalar_entry(field.ms, take(field.ms), value.dtype))
+            got = take(field.ms)
+            return value if got is None else jnp.asarray(_scalar_entry(field.ms, got, value.dtype))
         if field.kind == "stat":
-            flags = {n: np.unique(take(field.ms + n)) for n in flat_names}
+            taken = {n: take(field.ms + n) for n in flat_names}
+            flags = {n: np.unique(v) for n, v in taken.items() if v is not None}
+            if not flags:
+                return value
             found = {float(v[0]) for v in flags.values() if v.size == 1}
             if len(found) != 1 or any(v.size != 1 for v in flags.values()):
                 raise ValueError(f"The checkpoint's '{field.ms}<name>' entries disagree ({flags}); SGD's first-step "
@@ -673,6 +381,8 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
                     continue  # a buffer of another parameter group
                 name = field.ms + slot.name
                 got = take(name)
+                if got is None:
+                    continue
                 _check_entry(name, got, () if field.leaf_scalar else slot.shape, buf.dtype, f"the state field {where}")
                 got = got * np.asarray(field.sign, buf.dtype)
                 if buf.ndim == 0:  # one value for the whole buffer (ASGD's eta, mu): every leaf must agree
@@ -685,24 +395,96 @@ def from_mindspore(optimizer: optax.GradientTransformation, checkpoint: Mapping[
             return FlatParams(tuple(b if _absent(b) else jnp.asarray(b) for b in buffers),
                               value.layout)
 
-        def one(path, leaf):
-            name = field.ms + path_name(path)
+        def one(leaf_name, leaf):
+            name = field.ms + leaf_name
             got = take(name)
+            if got is None:
+                return leaf
             _check_entry(name, got, leaf.shape, leaf.dtype, f"the state field {where}")
             return jnp.asarray(got * np.asarray(field.sign, got.dtype) if field.sign != 1.0 else got)
-        return jax.tree_util.tree_map_with_path(one, value)
+        return jax.tree.map(one, param_names(value), value)  # param_names: nnx Variables named by their place
 
     state = _walk(template, fill, "", rmsprop)
-    _check_learning_rate(ckpt, state, step)
-    if step is not None:
-        used.add("global_step")
+    if missing["parameter"] or missing["state"]:
+        raise ValueError(_missing_message(missing, ckpt, used))
     unread = _unread_state(ckpt, state, rmsprop, set(flat_names))
-    left = [k for k in ckpt if k not in used and not is_ignored(k) and not _HYPERPARAMETER.match(k)
+    left = [k for k in ckpt if k not in used and not is_ignored(k) and not HYPERPARAMETER.match(k)
             and k not in unread]
+    if not _contains(state, (DynamicLossScaleState, FixedLossScaleState)):
+        problem = loss_scale_error(ckpt, left)
+        if problem:
+            raise ValueError(problem)
     if left:
         raise ValueError(f"Checkpoint entries map nowhere (not a leaf of params_like, not this optimizer's state): "
                          f"{left[:10]}{' ...' if len(left) > 10 else ''}; pass ignore=[...] to leave them out.")
+    check_against_optimizer(optimizer, ckpt, state, params, step, rmsprop)
     return params, state
+
+
+def _state_prefixes() -> set[str]:
+    """Every prefix MindSpore puts before a parameter's name for its per-parameter state."""
+    return {f.ms for table in _FIELDS.values() for f in table.values()
+            if f is not None and f.kind in ("param", "stat")} | {_TRACE_MOMENTUM.ms, _TRACE_RMSPROP.ms}
+
+
+def _params_from_checkpoint(ckpt: dict, is_ignored: Callable[[str], bool], nested: bool) -> Any:
+    """The parameters of a checkpoint without a template: the entries that have per-parameter optimizer state."""
+    prefixes = _state_prefixes()
+    names = [k for k in ckpt if not is_ignored(k) and not HYPERPARAMETER.match(k)
+             and any(p + k in ckpt for p in prefixes)]
+    if not names:
+        raise ValueError("from_mindspore(params_like=None) takes as parameters the checkpoint's entries that have "
+                         f"optimizer state ({', '.join(sorted(p + '<name>' for p in prefixes)[:4])}, ...), and this "
+                         "checkpoint has none (saved from the network alone?): pass params_like.")
+    flat = {k: jnp.asarray(ckpt[k]) for k in names}
+    if not nested:
+        return flat
+    out: dict = {}
+    for name, value in flat.items():
+        node, parts = out, name.split(".")
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"nested=True: the parameter {'.'.join(parts[:i + 1])!r} is also a prefix of "
+                                 f"{name!r}, so the names do not nest; use the flat dict (nested=False).")
+        if parts[-1] in node:
+            raise ValueError(f"nested=True: {name!r} is also a prefix of another parameter's name, so the names do "
+                             "not nest; use the flat dict (nested=False).")
+        node[parts[-1]] = value
+    return out
+
+
+def _shown(names: list[str], limit: int = 20) -> str:
+    return repr(names[:limit])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > limit else "]")
+
+
+def _missing_message(missing: dict[str, list[str]], ckpt: dict, used: set[str]) -> str:
+    """Every missing entry at once: the parameters (with the closest names in the file) apart from the state."""
+    parts = []
+    params = missing["parameter"]
+    if params:
+        text = f"{len(params)} parameter(s) of params_like: {_shown(params)}"
+        prefixes = _state_prefixes()
+        candidates = [k for k in ckpt if not HYPERPARAMETER.match(k)
+                      and not any(k.startswith(p) and (k[len(p):] in ckpt or k[len(p):] in params) for p in prefixes)]
+        close = {n: difflib.get_close_matches(n, candidates, n=2, cutoff=0.6) for n in params[:5]}
+        close = {n: c for n, c in close.items() if c}
+        if close:
+            text += f" (the closest names in the checkpoint: {close})"
+        if any(n.rsplit(".", 1)[-1] in ("kernel", "scale", "embedding", "mean", "var") for n in params):
+            text += (" (these are Flax's names: MindSpore's are 'weight', 'gamma', 'beta', 'embedding_table', "
+                     "'moving_mean', 'moving_variance'; map the names, and the layouts, to MindSpore's first)")
+        parts.append(text)
+    state = missing["state"]
+    if state:
+        text = f"{len(state)} optimizer-state entr{'y' if len(state) == 1 else 'ies'}: {_shown(state)}"
+        if not any(k in used for k in ckpt if not HYPERPARAMETER.match(k)) or len(state) > len(used):
+            text += (" (a file saved from the network alone, save_checkpoint(net), has no optimizer state: save the "
+                     "training cell; a file saved by another MindSpore optimizer has other state names: build the "
+                     "jaxopt_ms optimizer that matches it)")
+        parts.append(text)
+    return ("The checkpoint lacks " + "; and ".join(parts) + ". Nothing is initialised in their place: a run "
+            "continued without them would not be MindSpore's.")
 
 
 def to_mindspore(optimizer: optax.GradientTransformation, params: Any, state: Any) -> dict[str, np.ndarray]:
