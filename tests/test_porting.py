@@ -1,0 +1,482 @@
+"""Porting MindSpore-trained networks into Flax nnx, Flax linen, Equinox and plain JAX, and back
+(jaxopt_ms.mindspore_models), against MindSpore itself.
+
+Fixtures (scripts/mindspore_fixtures/porting.py): MindSpore 2.10 trains LeNet5 (model zoo), a small ResNet with
+BatchNorm and an embedding-bag text classifier for K steps, saves the training cell, trains K more steps and records
+the losses and every parameter (moving statistics included). Here each checkpoint is ported into a JAX model written
+in each framework's own names and layouts, the run continues K steps with the model's own gradients, and the losses
+and parameters (ported back with ``port_to_mindspore``) must be MindSpore's: ``|d| <= 1e-6 + 1e-5 |want|``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxopt_ms
+from jaxopt_ms import mindspore_checkpoint as msc
+from jaxopt_ms.mindspore_models import mindspore_filter, port_from_mindspore, port_to_mindspore
+
+pytest.importorskip("google.protobuf")
+nnx = pytest.importorskip("flax.nnx")
+linen = pytest.importorskip("flax.linen")
+eqx = pytest.importorskip("equinox")
+
+FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "porting")
+BATCH = 8
+
+
+# ---------------------------------------------------------------------------------------------- the fixtures
+def batch(net: str, seed: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batch ``k`` of a MindSpore run (scripts/mindspore_fixtures/porting.py: ``batch``)."""
+    rng = np.random.RandomState(seed * 1000 + k)
+    if net == "textbag":
+        tokens = rng.randint(0, 50, (BATCH, 6)).astype(np.int32)
+        return tokens, (tokens[:, 0] % 4).astype(np.int32)
+    x = rng.randn(BATCH, *((1, 32, 32) if net == "lenet5" else (3, 8, 8))).astype(np.float32)
+    teacher = np.random.RandomState(99).randn(x[0].size, 10).astype(np.float32)
+    return x, (x.reshape(BATCH, -1) @ teacher).argmax(-1).astype(np.int32)
+
+
+def fixture(case: str):
+    data = np.load(os.path.join(FOLDER, f"{case}.npz"))
+    config = json.loads(str(data["config"]))
+    want = {k[3:]: data[k] for k in data.files if k.startswith("p__")}
+    return config, data["loss"], want, msc.load(os.path.join(FOLDER, f"{case}.ckpt"))
+
+
+def close(got, want, label: str) -> None:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{label}: shape {got.shape} != {want.shape}"
+    bad = np.abs(got - want) > 1e-6 + 1e-5 * np.abs(want)
+    assert not bad.any(), f"{label}: max |d| = {np.max(np.abs(got - want))} at {np.argwhere(bad)[:3].tolist()}"
+
+
+DECAYED = {"flax": r"(kernel|embedding)(\.value)?$", "equinox": None, "plain": r"(weight|embedding_table)$"}
+
+
+def build(config: dict, framework: str, decayed=None, target=None):
+    """The jaxopt_ms optimizer MindSpore's was (groups select by the target's names; weight decay by MindSpore's
+    names, through ``mindspore_filter``)."""
+    kwargs = dict(config["kwargs"])
+    if target is not None and "groups" not in config:
+        kwargs["decay_filter"] = mindspore_filter(target)
+    if "schedule" in config:
+        name, args = config["schedule"]
+        kwargs["learning_rate"] = getattr(jaxopt_ms.schedules, name)(*args)
+    if "groups" in config:
+        decay = decayed if decayed is not None else DECAYED[framework]
+        select = (lambda n, leaf: n in decay) if isinstance(decay, (set, list)) else \
+            (lambda n, leaf: re.search(decay, n) is not None)
+        kwargs["param_groups"] = [{"params": select, "weight_decay": 0.01},
+                                  {"params": lambda n, leaf: not select(n, leaf), "weight_decay": 0.0}]
+    opt = getattr(jaxopt_ms, config["optimizer"])(**kwargs)
+    if "dynamic_loss_scale" in config:
+        opt = jaxopt_ms.loss_scale.dynamic_loss_scale(opt, **config["dynamic_loss_scale"])
+    return opt
+
+
+def cross_entropy(logits, y):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def max_pool(x):  # NHWC
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+# ------------------------------------------------------------------------------------------- the JAX models
+class NnxLeNet5(nnx.Module):
+    """Flax nnx LeNet5: NHWC, flattens the NHWC map (so fc1 needs flatten={'fc1': (16, 5, 5)})."""
+
+    def __init__(self, rngs):
+        self.conv1 = nnx.Conv(1, 6, (5, 5), padding="VALID", use_bias=False, rngs=rngs)
+        self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", use_bias=False, rngs=rngs)
+        self.fc1 = nnx.Linear(400, 120, rngs=rngs)
+        self.fc2 = nnx.Linear(120, 84, rngs=rngs)
+        self.fc3 = nnx.Linear(84, 10, rngs=rngs)
+
+    def __call__(self, x):  # x: MindSpore's NCHW batch
+        x = jnp.transpose(x, (0, 2, 3, 1))
+        x = max_pool(jax.nn.relu(self.conv1(x)))
+        x = max_pool(jax.nn.relu(self.conv2(x)))
+        x = x.reshape(x.shape[0], -1)
+        return self.fc3(jax.nn.relu(self.fc2(jax.nn.relu(self.fc1(x)))))
+
+
+class LinenLeNet5(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        x = jnp.transpose(x, (0, 2, 3, 1))
+        x = max_pool(jax.nn.relu(linen.Conv(6, (5, 5), padding="VALID", use_bias=False, name="conv1")(x)))
+        x = max_pool(jax.nn.relu(linen.Conv(16, (5, 5), padding="VALID", use_bias=False, name="conv2")(x)))
+        x = x.reshape(x.shape[0], -1)
+        x = jax.nn.relu(linen.Dense(120, name="fc1")(x))
+        x = jax.nn.relu(linen.Dense(84, name="fc2")(x))
+        return linen.Dense(10, name="fc3")(x)
+
+
+class EqxLeNet5(eqx.Module):
+    """Equinox LeNet5: channel-first like MindSpore (no flatten permutation)."""
+
+    conv1: eqx.nn.Conv2d
+    conv2: eqx.nn.Conv2d
+    fc1: eqx.nn.Linear
+    fc2: eqx.nn.Linear
+    fc3: eqx.nn.Linear
+
+    def __init__(self, key):
+        k = jax.random.split(key, 5)
+        self.conv1 = eqx.nn.Conv2d(1, 6, 5, use_bias=False, key=k[0])
+        self.conv2 = eqx.nn.Conv2d(6, 16, 5, use_bias=False, key=k[1])
+        self.fc1, self.fc2, self.fc3 = (eqx.nn.Linear(400, 120, key=k[2]), eqx.nn.Linear(120, 84, key=k[3]),
+                                        eqx.nn.Linear(84, 10, key=k[4]))
+
+    def one(self, x):  # (1, 32, 32)
+        pool = eqx.nn.MaxPool2d(2, 2)
+        x = pool(jax.nn.relu(self.conv1(x)))
+        x = pool(jax.nn.relu(self.conv2(x)))
+        x = x.reshape(-1)
+        return self.fc3(jax.nn.relu(self.fc2(jax.nn.relu(self.fc1(x)))))
+
+    def __call__(self, x):
+        return jax.vmap(self.one)(x)
+
+
+def plain_conv(x, w, stride=1, padding="VALID"):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
+def plain_lenet5(p, x):
+    """MindSpore's names and layouts: NCHW, OIHW, dense (out, in)."""
+    pool = lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")  # noqa
+    x = pool(jax.nn.relu(plain_conv(x, p["conv1"]["weight"])))
+    x = pool(jax.nn.relu(plain_conv(x, p["conv2"]["weight"])))
+    x = x.reshape(x.shape[0], -1)
+    for name in ("fc1", "fc2"):
+        x = jax.nn.relu(x @ p[name]["weight"].T + p[name]["bias"])
+    return x @ p["fc3"]["weight"].T + p["fc3"]["bias"]
+
+
+class NnxBlock(nnx.Module):
+    def __init__(self, cin, cout, stride, rngs):
+        bn = lambda c: nnx.BatchNorm(c, momentum=0.9, epsilon=1e-5, use_running_average=False, use_fast_variance=False,
+                                    rngs=rngs)  # noqa
+        self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.bn1 = bn(cout)
+        self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.bn2 = bn(cout)
+        self.project = stride != 1 or cin != cout
+        if self.project:
+            self.down = nnx.Conv(cin, cout, (1, 1), strides=stride, padding="VALID", use_bias=False, rngs=rngs)
+            self.down_bn = bn(cout)
+
+    def __call__(self, x):
+        y = jax.nn.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return jax.nn.relu(y + (self.down_bn(self.down(x)) if self.project else x))
+
+
+class NnxResNet(nnx.Module):
+    def __init__(self, rngs):
+        self.conv1 = nnx.Conv(3, 8, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.bn1 = nnx.BatchNorm(8, momentum=0.9, epsilon=1e-5, use_running_average=False, use_fast_variance=False,
+                                 rngs=rngs)
+        self.layer1 = NnxBlock(8, 8, 1, rngs)
+        self.layer2 = NnxBlock(8, 16, 2, rngs)
+        self.fc = nnx.Linear(16, 10, rngs=rngs)
+
+    def __call__(self, x):
+        x = jnp.transpose(x, (0, 2, 3, 1))
+        x = jax.nn.relu(self.bn1(self.conv1(x)))
+        return self.fc(self.layer2(self.layer1(x)).mean(axis=(1, 2)))
+
+
+class LinenBlock(linen.Module):
+    cout: int
+    stride: int = 1
+
+    @linen.compact
+    def __call__(self, x):
+        bn = lambda name: linen.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, use_fast_variance=False,
+                                       name=name)  # noqa
+        pad = ((1, 1), (1, 1))
+        y = jax.nn.relu(bn("bn1")(linen.Conv(self.cout, (3, 3), self.stride, pad, use_bias=False, name="conv1")(x)))
+        y = bn("bn2")(linen.Conv(self.cout, (3, 3), 1, pad, use_bias=False, name="conv2")(y))
+        if self.stride != 1 or x.shape[-1] != self.cout:
+            x = bn("down_bn")(linen.Conv(self.cout, (1, 1), self.stride, "VALID", use_bias=False, name="down")(x))
+        return jax.nn.relu(y + x)
+
+
+class LinenResNet(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        x = jnp.transpose(x, (0, 2, 3, 1))
+        x = linen.Conv(8, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name="conv1")(x)
+        x = jax.nn.relu(linen.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, use_fast_variance=False,
+                                       name="bn1")(x))
+        x = LinenBlock(16, 2, name="layer2")(LinenBlock(8, name="layer1")(x))
+        return linen.Dense(10, name="fc")(x.mean(axis=(1, 2)))
+
+
+def plain_bn(p, stats, name, x):
+    """MindSpore's BatchNorm2d in training mode: batch statistics (biased variance) normalise; the moving variance
+    averages the unbiased one (moving = 0.9 moving + 0.1 batch)."""
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    n = x.size // x.shape[1]
+    new = {"moving_mean": 0.9 * stats[name]["moving_mean"] + 0.1 * mean,
+           "moving_variance": 0.9 * stats[name]["moving_variance"] + 0.1 * var * (n / (n - 1))}
+    y = (x - mean[:, None, None]) * jax.lax.rsqrt(var[:, None, None] + 1e-5)
+    return y * p[name]["gamma"][:, None, None] + p[name]["beta"][:, None, None], new
+
+
+def plain_resnet(p, stats, x):
+    """Returns ``(logits, new moving statistics)``; MindSpore's names and layouts."""
+    new = {}
+
+    def sub(tree, prefix):
+        for part in prefix.split("."):
+            tree = tree[part]
+        return tree
+
+    def cbr(x, prefix, conv, bn, stride=1, pad=1, relu=True):
+        scope_p, scope_s = sub(p, prefix) if prefix else p, sub(stats, prefix) if prefix else stats
+        y = plain_conv(x, scope_p[conv]["weight"], stride, ((pad, pad), (pad, pad)))
+        y, new[f"{prefix}.{bn}" if prefix else bn] = plain_bn(scope_p, scope_s, bn, y)
+        return jax.nn.relu(y) if relu else y
+
+    x = cbr(x, "", "conv1", "bn1")
+    for name, stride in (("layer1", 1), ("layer2", 2)):
+        y = cbr(x, name, "conv1", "bn1", stride)
+        y = cbr(y, name, "conv2", "bn2", relu=False)
+        if "down" in p[name]:
+            x = cbr(x, name, "down", "down_bn", stride, 0, relu=False)
+        x = jax.nn.relu(y + x)
+    logits = x.mean(axis=(2, 3)) @ p["fc"]["weight"].T + p["fc"]["bias"]
+    nested: dict = {}
+    for name, value in new.items():
+        node = nested
+        for part in name.split("."):
+            node = node.setdefault(part, {})
+        node.update(value)
+    return logits, nested
+
+
+class NnxTextBag(nnx.Module):
+    def __init__(self, rngs):
+        self.embedding = nnx.Embed(50, 8, rngs=rngs)
+        self.norm = nnx.LayerNorm(8, epsilon=1e-7, rngs=rngs)  # MindSpore's LayerNorm epsilon
+        self.fc = nnx.Linear(8, 4, rngs=rngs)
+
+    def __call__(self, tokens):
+        return self.fc(self.norm(self.embedding(tokens).mean(axis=1)))
+
+
+class LinenTextBag(linen.Module):
+    @linen.compact
+    def __call__(self, tokens):
+        h = linen.Embed(50, 8, name="embedding")(tokens).mean(axis=1)
+        return linen.Dense(4, name="fc")(linen.LayerNorm(epsilon=1e-7, name="norm")(h))
+
+
+class EqxTextBag(eqx.Module):
+    embedding: eqx.nn.Embedding
+    norm: eqx.nn.LayerNorm
+    fc: eqx.nn.Linear
+
+    def __init__(self, key):
+        k1, k2 = jax.random.split(key)
+        self.embedding = eqx.nn.Embedding(50, 8, key=k1)
+        self.norm = eqx.nn.LayerNorm(8, eps=1e-7)
+        self.fc = eqx.nn.Linear(8, 4, key=k2)
+
+    def __call__(self, tokens):
+        return jax.vmap(lambda t: self.fc(self.norm(jax.vmap(self.embedding)(t).mean(axis=0))))(tokens)
+
+
+def plain_textbag(p, tokens):
+    h = p["embedding"]["embedding_table"][tokens].mean(axis=1)
+    mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+    h = (h - mean) * jax.lax.rsqrt(var + 1e-7) * p["norm"]["gamma"] + p["norm"]["beta"]
+    return h @ p["fc"]["weight"].T + p["fc"]["bias"]
+
+
+FLATTEN = {"lenet5": {"fc1": (16, 5, 5)}, "resnet": {}, "textbag": {}}
+
+
+# ----------------------------------------------------------------------------------------- continuing the runs
+def overflowed(grads, first: str, config: dict, k: int):
+    if k not in config["overflow_at"]:
+        return grads
+    names = jax.tree.leaves(jaxopt_ms.param_names(grads))
+    return jax.tree.map(lambda n, g: g * jnp.inf if n == first else g, jaxopt_ms.param_names(grads), grads) \
+        if first in names else pytest.fail(f"{first} not in {names}")
+
+
+def scale_of(opt_state):
+    return jaxopt_ms.loss_scale.loss_scale_value(opt_state) if isinstance(
+        opt_state, jaxopt_ms.loss_scale.DynamicLossScaleState) else 1.0
+
+
+def run_nnx(case: str):
+    config, losses, want, ckpt = fixture(case)
+    net, seed, steps = config["net"], config["seed"], config["steps"]
+    model = {"lenet5": NnxLeNet5, "resnet": NnxResNet, "textbag": NnxTextBag}[net](nnx.Rngs(0))
+    tx = build(config, "flax", target=model)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    port_from_mindspore(ckpt, model, optimizer, flatten=FLATTEN[net])
+    assert int(optimizer.step[...]) == steps
+
+    @nnx.jit
+    def grads_of(model, x, y, scale):
+        return nnx.value_and_grad(lambda m: scale * cross_entropy(m(x), y))(model)
+
+    got = []
+    for k in range(steps, 2 * steps):
+        x, y = batch(net, seed, k)
+        scale = scale_of(nnx.as_pure(optimizer.opt_state))
+        loss, grads = grads_of(model, x, y, scale)
+        if k in config["overflow_at"]:
+            grads = jax.tree.map(lambda g: g, grads)
+            grads["conv1"]["kernel"][...] = grads["conv1"]["kernel"][...] * jnp.inf
+        optimizer.update(model, grads)
+        got.append(float(loss / scale))
+    back = port_to_mindspore(model, optimizer, flatten=FLATTEN[net], like=ckpt)
+    return config, losses, want, got, back
+
+
+@pytest.mark.parametrize("case", ["lenet5_momentum", "lenet5_adamw_groups", "resnet_momentum",
+                                  "resnet_dynamic_loss_scale", "textbag_adam_exp_decay"])
+def test_nnx_continues_mindspore_run(case):
+    config, losses, want, got, back = run_nnx(case)
+    steps = config["steps"]
+    close(got, losses[steps:], f"{case} losses")
+    for name, value in want.items():
+        if name.endswith("moving_variance"):
+            continue  # Flax's BatchNorm averages the biased batch variance (test_flax_batchnorm_moving_variance)
+        close(back[name], value, f"{case} {name}")
+    assert set(want) <= set(back)
+
+
+def run_linen(case: str):
+    config, losses, want, ckpt = fixture(case)
+    net, seed, steps = config["net"], config["seed"], config["steps"]
+    model = {"lenet5": LinenLeNet5, "resnet": LinenResNet, "textbag": LinenTextBag}[net]()
+    x0, _ = batch(net, seed, 0)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x0)
+    tx = build(config, "flax", target=variables)
+    params, stats, opt_state = port_from_mindspore(ckpt, variables, tx, flatten=FLATTEN[net])
+
+    @jax.jit
+    def step(params, stats, opt_state, x, y, overflow):
+        scale = scale_of(opt_state)
+
+        def loss_fn(params):
+            logits, new = model.apply({"params": params, "batch_stats": stats}, x, mutable=["batch_stats"])
+            return scale * cross_entropy(logits, y), new["batch_stats"]
+
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        if "conv1" in grads:
+            grads["conv1"]["kernel"] = grads["conv1"]["kernel"] * jnp.where(overflow, jnp.inf, 1.0)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), stats, opt_state, loss / scale
+
+    got = []
+    for k in range(steps, 2 * steps):
+        x, y = batch(net, seed, k)
+        params, stats, opt_state, loss = step(params, stats, opt_state, x, y, k in config["overflow_at"])
+        got.append(float(loss))
+    back = port_to_mindspore({"params": params, "batch_stats": stats}, tx, opt_state, flatten=FLATTEN[net],
+                             like=ckpt)
+    return config, losses, want, got, back
+
+
+@pytest.mark.parametrize("case", ["lenet5_adam_exp_decay", "resnet_dynamic_loss_scale", "textbag_adamw_groups"])
+def test_linen_continues_mindspore_run(case):
+    config, losses, want, got, back = run_linen(case)
+    close(got, losses[config["steps"]:], f"{case} losses")
+    for name, value in want.items():
+        if not name.endswith("moving_variance"):
+            close(back[name], value, f"{case} {name}")
+
+
+def run_equinox(case: str):
+    config, losses, want, ckpt = fixture(case)
+    net, seed, steps = config["net"], config["seed"], config["steps"]
+    model = {"lenet5": EqxLeNet5, "textbag": EqxTextBag}[net](jax.random.PRNGKey(0))
+    decayed = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight", "fc.weight",
+               "embedding.weight"}
+    tx = build(config, "equinox", decayed, target=model)
+    model, _, opt_state = port_from_mindspore(ckpt, model, tx)
+
+    @eqx.filter_jit
+    def step(model, opt_state, x, y):
+        loss, grads = eqx.filter_value_and_grad(lambda m: cross_entropy(m(x), y))(model)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    got = []
+    for k in range(steps, 2 * steps):
+        x, y = batch(net, seed, k)
+        model, opt_state, loss = step(model, opt_state, x, y)
+        got.append(float(loss))
+    back = port_to_mindspore(model, tx, opt_state, like=ckpt)
+    return config, losses, want, got, back
+
+
+@pytest.mark.parametrize("case", ["lenet5_adamw_groups", "textbag_adam_exp_decay"])
+def test_equinox_continues_mindspore_run(case):
+    config, losses, want, got, back = run_equinox(case)
+    close(got, losses[config["steps"]:], f"{case} losses")
+    for name, value in want.items():
+        close(back[name], value, f"{case} {name}")
+
+
+def run_plain(case: str):
+    config, losses, want, ckpt = fixture(case)
+    net, seed, steps = config["net"], config["seed"], config["steps"]
+    tx = build(config, "plain")
+    params, stats, opt_state = port_from_mindspore(ckpt, None, tx)   # template-free: shapes from the checkpoint
+
+    def forward(params, stats, x):
+        if net == "resnet":
+            return plain_resnet(params, stats, x)
+        return (plain_lenet5 if net == "lenet5" else plain_textbag)(params, x), stats
+
+    @jax.jit
+    def step(params, stats, opt_state, x, y, overflow):
+        scale = scale_of(opt_state)
+        (loss, stats), grads = jax.value_and_grad(
+            lambda p: (lambda out: (scale * cross_entropy(out[0], y), out[1]))(forward(p, stats, x)),
+            has_aux=True)(params)
+        if net == "resnet":
+            grads["conv1"]["weight"] = grads["conv1"]["weight"] * jnp.where(overflow, jnp.inf, 1.0)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), stats, opt_state, loss / scale
+
+    got = []
+    for k in range(steps, 2 * steps):
+        x, y = batch(net, seed, k)
+        params, stats, opt_state, loss = step(params, stats, opt_state, x, y, k in config["overflow_at"])
+        got.append(float(loss))
+    back = port_to_mindspore(params, tx, opt_state, batch_stats=stats, preset="plain")
+    return config, losses, want, got, back, ckpt
+
+
+@pytest.mark.parametrize("case", ["lenet5_adam_exp_decay", "resnet_momentum", "resnet_dynamic_loss_scale",
+                                  "textbag_adamw_groups"])
+def test_plain_continues_mindspore_run(case):
+    """MindSpore's names and layouts, no template: every leaf, moving variance included, is MindSpore's."""
+    config, losses, want, got, back, ckpt = run_plain(case)
+    close(got, losses[config["steps"]:], f"{case} losses")
+    for name, value in want.items():
+        close(back[name], value, f"{case} {name}")
+    assert set(back) == set(ckpt) - {"learning_rate", "momentum"} or set(ckpt) - set(back) <= {
+        "learning_rate", "momentum"}
