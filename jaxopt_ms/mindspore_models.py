@@ -341,7 +341,9 @@ def _plan(ckpt_shapes: Mapping[str, tuple], network: list[str], targets: Mapping
         ms_shape = tuple(ckpt_shapes[n])
         renamed_layer = _layer(rename(n))
         module = module_kinds.get(renamed_layer)
-        kind = kinds.get(n) or kinds.get(_layer(n)) or kinds.get(renamed_layer)
+        kind = kinds.get(n)
+        if kind is None and _last(n) == "weight":  # a layer's kind is its weight's layout
+            kind = kinds.get(_layer(n)) or kinds.get(renamed_layer)
         kind = kind or _default_kind(preset, n, ms_shape, module)
         t = _target_name(preset, n, kind, rename)
         if t in seen_targets:
@@ -370,12 +372,13 @@ def _plan(ckpt_shapes: Mapping[str, tuple], network: list[str], targets: Mapping
                     if last_conv is not None and spec[0] != last_conv[1]:
                         raise ValueError(f"flatten[{key!r}] = {spec} starts with {spec[0]} channels, but the "
                                          f"convolution before it, {last_conv[0]!r}, has {last_conv[1]}.")
-            elif last_conv is not None and preset.channels_last and ms_shape[1] != last_conv[1]:
+            elif last_conv is not None and preset.channels_last and ms_shape[1] != last_conv[1] \
+                    and ms_shape[1] % last_conv[1] == 0:
                 c = last_conv[1]
                 raise ValueError(
                     f"Checkpoint entry {n!r} {ms_shape} is a dense layer after the convolution {last_conv[0]!r} "
                     f"({c} channels): its {ms_shape[1]} inputs are a flattened feature map ({c} x "
-                    f"{ms_shape[1] / c:g} positions). MindSpore flattens NCHW (channel-major); a {preset.name} model "
+                    f"{ms_shape[1] // c} positions). MindSpore flattens NCHW (channel-major); a {preset.name} model "
                     f"that flattens its NHWC map feeds the same inputs in another order, and a plain transpose has "
                     f"the right shape but the wrong rows. Pass flatten={{{_layer(n)!r}: ({c}, H, W)}} (the map the "
                     f"model flattens) to permute the kernel's rows, or flatten={{{_layer(n)!r}: None}} if the model "
@@ -689,7 +692,9 @@ def _inverse_leaves(p: Preset, by_target: Mapping[str, tuple[str, Any]], module_
     for t, (collection, value) in by_target.items():
         layer, last = _layer(t), _last(t)
         module = module_kinds.get(layer)
-        kind = kinds.get(back(layer)) or kinds.get(layer) or kinds.get(t)
+        kind = kinds.get(t) or kinds.get(back(t))
+        if kind is None and last in ("kernel", "weight"):
+            kind = kinds.get(back(layer)) or kinds.get(layer)
         if kind is None:
             if collection == "batch_stats" or module == "norm" or last == "scale" or \
                     (last == "bias" and f"{layer}.scale" in by_target):
