@@ -325,6 +325,75 @@ def _split(ckpt: Mapping[str, np.ndarray]) -> tuple[list[str], dict[str, tuple[s
     return network, state
 
 
+def _network_order(names: list[str]) -> bool:
+    """Whether checkpoint entries are in a MindSpore network's order: each layer's weight before its bias."""
+    position = {n: i for i, n in enumerate(names)}
+    pairs = [(position[f"{layer}.{a}"], position[f"{layer}.{b}"]) for layer in {_layer(n) for n in names}
+             for a, b in (("weight", "bias"), ("gamma", "beta")) if f"{layer}.{a}" in position
+             and f"{layer}.{b}" in position]
+    return bool(pairs) and all(i < j for i, j in pairs)
+
+
+def _flatten_specs(entries: list[tuple[str, str, tuple]], preset: Preset, flatten: Mapping[str, Any],
+                   rename: Callable[[str], str], target_order: list[str], file_order: list[str]
+                   ) -> dict[str, tuple | None]:
+    """``{dense weight: (C, *spatial) or None}``: the row permutation of each dense layer fed by a flatten.
+
+    ``entries``: ``(name, kind, mindspore shape)`` of every weight. A dense layer whose inputs are a multiple of
+    the channels of the conv before it is fed by a flattened feature map; in a channel-last model its input order
+    differs from MindSpore's, so ``flatten`` must say the map's shape (or ``None``). "Before it" is the checkpoint's
+    order where that is the network's (a ``.ckpt``: each layer's ``weight`` before its ``bias``, ``gamma`` before
+    ``beta``); otherwise (``.safetensors`` sorts its entries) a linen target's creation order, else every conv
+    counts (the check then asks more often, never less).
+    """
+    used: set[str] = set()
+    out: dict[str, tuple | None] = {}
+    order_known = _network_order(file_order)
+    if not order_known and target_order and target_order != sorted(target_order):
+        rank = {t: i for i, t in enumerate(target_order)}
+        entries = sorted(entries, key=lambda e: rank.get(_layer(rename(e[0])), len(rank)))
+        order_known = True
+    convs = [(n, shape[0] if kind == "conv" else shape[1]) for n, kind, shape in entries
+             if kind in ("conv", "conv_transpose", "conv_transpose_kernel")]
+    last_conv: tuple[str, int] | None = None
+    for n, kind, shape in entries:
+        if kind in ("conv", "conv_transpose", "conv_transpose_kernel"):
+            last_conv = (n, shape[0] if kind == "conv" else shape[1])
+            continue
+        if kind != "dense":
+            continue
+        before = [last_conv] if order_known and last_conv is not None else [] if order_known else convs
+        last_conv = None
+        key = next((k for k in (_layer(n), _layer(rename(n)), n) if k in flatten), None)
+        if key is not None:
+            used.add(key)
+            spec = flatten[key]
+            if spec is not None:
+                spec = tuple(int(d) for d in spec)
+                if before and all(spec[0] != c for _, c in before):
+                    conv, c = before[-1]
+                    raise ValueError(f"flatten[{key!r}] = {spec} starts with {spec[0]} channels, but the "
+                                     f"convolution before it, {conv!r}, has {c}.")
+            out[n] = spec
+            continue
+        fed = [(conv, c) for conv, c in before if shape[1] != c and shape[1] % c == 0]
+        if preset.channels_last and fed and not any(shape[1] == c for _, c in before):
+            conv, c = fed[-1]
+            where = "after the convolution" if order_known else "in a checkpoint sorted by name, with the convolution"
+            raise ValueError(
+                f"Checkpoint entry {n!r} {shape} is a dense layer {where} {conv!r} ({c} channels): its {shape[1]} "
+                f"inputs can be a flattened feature map ({c} x {shape[1] // c} positions). MindSpore flattens NCHW "
+                f"(channel-major); a {preset.name} model that flattens its NHWC map feeds the same inputs in another "
+                f"order, and a plain transpose has the right shape but the wrong rows. Pass "
+                f"flatten={{{_layer(n)!r}: ({c}, H, W)}} (the map the model flattens) to permute the kernel's rows, "
+                f"or flatten={{{_layer(n)!r}: None}} if its inputs are no NHWC flatten (a pooled vector, or a model "
+                f"that transposes to NCHW before the reshape).")
+    unknown = sorted(set(flatten) - used)
+    if unknown:
+        raise ValueError(f"flatten names {unknown}, which are no dense layer of the checkpoint.")
+    return out
+
+
 def _plan(ckpt_shapes: Mapping[str, tuple], network: list[str], targets: Mapping[str, tuple[tuple, str]],
           preset: Preset, rename: Callable[[str], str], module_kinds: Mapping[str, str],
           kinds: Mapping[str, str], flatten: Mapping[str, Any], strict_targets: bool) -> list[_Leaf]:
@@ -332,59 +401,48 @@ def _plan(ckpt_shapes: Mapping[str, tuple], network: list[str], targets: Mapping
     for layer, kind in kinds.items():
         if kind not in KINDS:
             raise ValueError(f"kinds[{layer!r}] must be one of {KINDS}, but got {kind!r}.")
-    leaves: list[_Leaf] = []
     missing_target: list[str] = []
     seen_targets: dict[str, str] = {}
-    last_conv: tuple[str, int] | None = None
-    used_flatten: set[str] = set()
+    paired: list[tuple[str, str, str, tuple]] = []
     for n in network:
         ms_shape = tuple(ckpt_shapes[n])
         renamed_layer = _layer(rename(n))
-        module = module_kinds.get(renamed_layer)
         kind = kinds.get(n)
         if kind is None and _last(n) == "weight":  # a layer's kind is its weight's layout
             kind = kinds.get(_layer(n)) or kinds.get(renamed_layer)
-        kind = kind or _default_kind(preset, n, ms_shape, module)
+        kind = kind or _default_kind(preset, n, ms_shape, module_kinds.get(renamed_layer))
         t = _target_name(preset, n, kind, rename)
         if t in seen_targets:
             raise ValueError(f"Checkpoint entries {seen_targets[t]!r} and {n!r} both map to {t!r}; pass "
                              "rename={...}.")
         seen_targets[t] = n
-        collection = "batch_stats" if _last(n) in _STATS else "params"
         if t not in targets:
-            missing_target.append(f"{n!r} -> {t!r}")
+            missing_target.append(f"{n} -> {t}")
             continue
+        paired.append((n, t, kind, ms_shape))
+    extra = [t for t in targets if t not in seen_targets] if strict_targets else []
+    if missing_target or extra:
+        lines = []
+        if missing_target:
+            lines.append(f"checkpoint entries with no target leaf: {', '.join(missing_target)}")
+        if extra:
+            lines.append(f"target leaves with no checkpoint entry: {', '.join(extra)}")
+        raise ValueError("The checkpoint and the target model do not match (" + "; ".join(lines) + "); pass "
+                         "rename={mindspore prefix: target prefix} or kinds=, or check the preset "
+                         f"({preset.name!r}).")
+    # a linen variables dict keeps the order modules were created in; nnx states and eval_shape results are sorted
+    target_layers = list(dict.fromkeys(_layer(t) for t, (_, c) in targets.items() if c == "params")) \
+        if preset.name == "flax_linen" else []
+    specs = _flatten_specs([(n, kind, shape) for n, _, kind, shape in paired if _last(n) == "weight"], preset,
+                           flatten, rename, target_layers, list(ckpt_shapes))
+    leaves: list[_Leaf] = []
+    for n, t, kind, ms_shape in paired:
+        collection = "batch_stats" if _last(n) in _STATS else "params"
         target_shape, target_collection = targets[t]
         if target_collection != collection:
             raise ValueError(f"Checkpoint entry {n!r} is a {collection} entry, but the target's {t!r} is in "
                              f"{target_collection}.")
-        spec = None
-        if kind in ("conv", "conv_transpose", "conv_transpose_kernel") and _last(n) == "weight":
-            channels = ms_shape[0] if kind == "conv" else ms_shape[1]
-            last_conv = (n, channels)
-        elif kind == "dense":
-            key = next((k for k in (_layer(n), renamed_layer, n) if k in flatten), None)
-            if key is not None:
-                used_flatten.add(key)
-                spec = flatten[key]
-                if spec is not None:
-                    spec = tuple(int(d) for d in spec)
-                    if last_conv is not None and spec[0] != last_conv[1]:
-                        raise ValueError(f"flatten[{key!r}] = {spec} starts with {spec[0]} channels, but the "
-                                         f"convolution before it, {last_conv[0]!r}, has {last_conv[1]}.")
-            elif last_conv is not None and preset.channels_last and ms_shape[1] != last_conv[1] \
-                    and ms_shape[1] % last_conv[1] == 0:
-                c = last_conv[1]
-                raise ValueError(
-                    f"Checkpoint entry {n!r} {ms_shape} is a dense layer after the convolution {last_conv[0]!r} "
-                    f"({c} channels): its {ms_shape[1]} inputs are a flattened feature map ({c} x "
-                    f"{ms_shape[1] // c} positions). MindSpore flattens NCHW (channel-major); a {preset.name} model "
-                    f"that flattens its NHWC map feeds the same inputs in another order, and a plain transpose has "
-                    f"the right shape but the wrong rows. Pass flatten={{{_layer(n)!r}: ({c}, H, W)}} (the map the "
-                    f"model flattens) to permute the kernel's rows, or flatten={{{_layer(n)!r}: None}} if the model "
-                    f"flattens channel-first (transposes to NCHW before the reshape).")
-            last_conv = None
-        ops = _ops(kind, preset, ms_shape, target_shape, spec, _layer(n))
+        ops = _ops(kind, preset, ms_shape, target_shape, specs.get(n), _layer(n))
         got = _shape_after(ops, ms_shape)
         if tuple(got) != tuple(target_shape):
             hint = ""
@@ -394,19 +452,6 @@ def _plan(ckpt_shapes: Mapping[str, tuple], network: list[str], targets: Mapping
             raise ValueError(f"Checkpoint entry {n!r} {ms_shape} converts ({kind}, {preset.name}) to shape "
                              f"{tuple(got)}, but the target's {t!r} has shape {tuple(target_shape)}.{hint}")
         leaves.append(_Leaf(n, t, collection, ms_shape, tuple(target_shape), kind, ops))
-    unknown = sorted(set(flatten) - used_flatten)
-    if unknown:
-        raise ValueError(f"flatten names {unknown}, which are no dense layer of the checkpoint.")
-    extra = [t for t in targets if t not in {leaf.target for leaf in leaves}] if strict_targets else []
-    if missing_target or extra:
-        lines = []
-        if missing_target:
-            lines.append(f"checkpoint entries with no target leaf: {missing_target}")
-        if extra:
-            lines.append(f"target leaves with no checkpoint entry: {extra}")
-        raise ValueError("The checkpoint and the target model do not match (" + "; ".join(lines) + "); pass "
-                         "rename={mindspore prefix: target prefix} or kinds=, or check the preset "
-                         f"({preset.name!r}).")
     return leaves
 
 

@@ -22,7 +22,7 @@ import pytest
 
 import jaxopt_ms
 from jaxopt_ms import mindspore_checkpoint as msc
-from jaxopt_ms.mindspore_models import mindspore_filter, port_from_mindspore, port_to_mindspore
+from jaxopt_ms.mindspore_models import mindspore_filter, mindspore_names, port_from_mindspore, port_to_mindspore
 
 pytest.importorskip("google.protobuf")
 nnx = pytest.importorskip("flax.nnx")
@@ -204,8 +204,8 @@ class LinenBlock(linen.Module):
 
     @linen.compact
     def __call__(self, x):
-        bn = lambda name: linen.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, use_fast_variance=False,
-                                       name=name)  # noqa
+        bn = lambda name: linen.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5,  # noqa
+                                          use_fast_variance=False, name=name)
         pad = ((1, 1), (1, 1))
         y = jax.nn.relu(bn("bn1")(linen.Conv(self.cout, (3, 3), self.stride, pad, use_bias=False, name="conv1")(x)))
         y = bn("bn2")(linen.Conv(self.cout, (3, 3), 1, pad, use_bias=False, name="conv2")(y))
@@ -603,3 +603,128 @@ def test_every_layer_kind_equinox():
     assert sorted(back) == sorted(ckpt)
     for name, value in ckpt.items():
         np.testing.assert_array_equal(back[name], value, err_msg=name)
+
+
+# --------------------------------------------------------------------------------------- checks and refusals
+def test_flatten_order_is_required_and_checked():
+    """LeNet5's fc1 takes conv2's flattened 16x5x5 map: MindSpore flattens NCHW, the Flax model NHWC. Without
+    ``flatten`` the port refuses; ``flatten={'fc1': None}`` (a plain transpose, the shape fits) is the silent
+    mistake the check exists for: the continued loss is far from MindSpore's."""
+    config, losses, _, ckpt = fixture("lenet5_adamw_groups")
+    model = NnxLeNet5(nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"'fc1.weight' \(120, 400\).*'conv2.weight' \(16 channels\).*"
+                                         r"flatten=\{'fc1': \(16, H, W\)\}"):
+        port_from_mindspore(ckpt, model)
+    with pytest.raises(ValueError, match=r"flatten\['fc1'\] = \(8, 10, 5\) starts with 8 channels.*'conv2.weight'"
+                                         r".*16"):
+        port_from_mindspore(ckpt, model, flatten={"fc1": (8, 10, 5)})
+    with pytest.raises(ValueError, match=r"flatten for 'fc1' is \(16, 5, 4\), which holds 320 inputs.*400"):
+        port_from_mindspore(ckpt, model, flatten={"fc1": (16, 5, 4)})
+    with pytest.raises(ValueError, match=r"flatten names \['fc9'\]"):
+        port_from_mindspore(ckpt, model, flatten={"fc1": (16, 5, 5), "fc9": None})
+    x, y = batch("lenet5", config["seed"], config["steps"])
+    port_from_mindspore(ckpt, model, flatten={"fc1": None})
+    wrong = float(cross_entropy(model(x), y))
+    port_from_mindspore(ckpt, model, flatten={"fc1": (16, 5, 5)})
+    right = float(cross_entropy(model(x), y))
+    close(right, losses[config["steps"]], "loss with the flatten permutation")
+    assert abs(wrong - losses[config["steps"]]) > 1e-3, (wrong, right)
+
+
+def test_adafactor_factored_moments_cannot_follow_a_transpose():
+    """AdaFactor factors a matrix's second moment over its last two axes; a Flax dense kernel is the transpose:
+    refused, naming the entry and the ways out; the plain preset (MindSpore's layout) ports it."""
+    ckpt = msc.load(os.path.join(os.path.dirname(FOLDER), "checkpoints", "adafactor.ckpt"))
+    shapes = {"fc1": {"kernel": (6, 8), "bias": (8,)}, "fc2": {"kernel": (8, 3), "bias": (3,)}}
+    variables = {"params": jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), shapes,
+                                        is_leaf=lambda s: isinstance(s, tuple))}
+    with pytest.raises(ValueError, match=r"'exp_avg_sq_row_fc1.weight'.*cannot follow.*'fc1.weight'.*\(8, 6\).*"
+                                         r"\(6, 8\).*preset='plain'"):
+        port_from_mindspore(ckpt, variables, jaxopt_ms.adafactor())
+    params, _, state = port_from_mindspore(ckpt, None, jaxopt_ms.adafactor())
+    assert params["fc1"]["weight"].shape == (8, 6)
+
+
+def test_mismatched_names_are_listed_at_once():
+    _, _, _, ckpt = fixture("textbag_adam_exp_decay")
+
+    class Renamed(nnx.Module):
+        def __init__(self, rngs):
+            self.embed = nnx.Embed(50, 8, rngs=rngs)
+            self.norm = nnx.LayerNorm(8, epsilon=1e-7, rngs=rngs)
+            self.head = nnx.Linear(8, 4, rngs=rngs)
+
+    model = Renamed(nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"no target leaf: embedding.embedding_table -> embedding.embedding, "
+                                         r"fc.weight -> fc.kernel, fc.bias -> fc.bias; target leaves with no "
+                                         r"checkpoint entry: embed.embedding, head.bias, head.kernel\)"):
+        port_from_mindspore(ckpt, model)
+    tx = jaxopt_ms.adam(jaxopt_ms.schedules.exponential_decay(0.01, 0.9, 2))
+    params, _, state = port_from_mindspore(ckpt, model, tx, rename={"embedding": "embed", "fc": "head"})
+    np.testing.assert_array_equal(params["head"]["kernel"], ckpt["fc.weight"].T)
+    np.testing.assert_array_equal(state.inner_state[0].moment1["head"]["kernel"] if hasattr(state, "inner_state")
+                                  else jax.tree.leaves(state, is_leaf=lambda s: hasattr(s, "moment1"))[0]
+                                  .moment1["head"]["kernel"], ckpt["moment1.fc.weight"].T)
+    back = port_to_mindspore(model, tx, state, rename={"embedding": "embed", "fc": "head"})
+    for name in ckpt:
+        if name not in ("learning_rate",):
+            np.testing.assert_array_equal(np.asarray(back[name]).reshape(-1), ckpt[name].reshape(-1), err_msg=name)
+
+
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_round_trip_is_the_identity(fmt):
+    """port_from_mindspore then port_to_mindspore gives MindSpore's entries back, bit for bit (nnx, linen and
+    plain; both file formats), BatchNorm moving statistics included."""
+    ckpt = msc.load(os.path.join(FOLDER, f"resnet_momentum.{fmt}"))
+    config, _, _, _ = fixture("resnet_momentum")
+    model = NnxResNet(nnx.Rngs(0))
+    tx = build(config, "flax", target=model)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    port_from_mindspore(ckpt, model, optimizer)
+    outs = [port_to_mindspore(model, optimizer), port_to_mindspore(model, optimizer, like=ckpt)]
+    variables = jax.eval_shape(LinenResNet().init, jax.random.PRNGKey(0), np.zeros((1, 3, 8, 8), np.float32))
+    params, stats, state = port_from_mindspore(ckpt, variables, tx)
+    outs.append(port_to_mindspore({"params": params, "batch_stats": stats}, tx, state))
+    tx = build(config, "plain")   # the default decay filter reads MindSpore's names
+    params, stats, state = port_from_mindspore(ckpt, None, tx)
+    outs.append(port_to_mindspore(params, tx, state, batch_stats=stats, preset="plain"))
+    for out in outs:
+        assert set(ckpt) - set(out) == {"learning_rate", "momentum"}   # configuration, not state
+        for name, value in out.items():
+            np.testing.assert_array_equal(np.asarray(value).reshape(ckpt[name].shape), ckpt[name], err_msg=name)
+
+
+def test_mindspore_filter_decides_by_mindspore_names():
+    """MindSpore's default decay filter skips gamma/beta by name; on a Flax model those are scale/bias, and a
+    dense bias (decayed by MindSpore) is a bias too: mindspore_filter maps each name back first."""
+    model = NnxResNet(nnx.Rngs(0))
+    names = mindspore_names(model)
+    assert names["bn1.scale"] == "bn1.gamma" and names["bn1.bias"] == "bn1.beta"
+    assert names["layer2.down.kernel"] == "layer2.down.weight" and names["fc.bias"] == "fc.bias"
+    f = mindspore_filter(model)
+    assert f("fc.bias") and f("conv1.kernel") and f("fc.kernel.value") and not f("bn1.bias") and not f("bn1.scale")
+    with pytest.raises(ValueError, match="no leaf"):
+        f("nothing.kernel")
+
+
+def test_batchnorm_conventions_of_mindspore():
+    """MindSpore's BatchNorm2d (CPU), one training step: the output is normalised with the batch's biased
+    variance; moving = 0.9 moving + 0.1 batch (momentum 0.9, the weight of the old value, as Flax's momentum);
+    the moving variance averages the *unbiased* batch variance, n / (n - 1) times the biased one that Flax's
+    BatchNorm averages. (The cell's ``momentum`` attribute is the op's ``1 - 0.9``.)"""
+    d = np.load(os.path.join(FOLDER, "batchnorm.npz"))
+    x = d["x"].astype(np.float64)
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    n = x.size // x.shape[1]
+    assert d["momentum"] == np.float32(0.1)
+    y = (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + float(d["eps"]))
+    close(d["y"], y, "output")
+    close(d["mean1"], 0.9 * d["mean0"] + 0.1 * mean, "moving_mean")
+    close(d["var1"], 0.9 * d["var0"] + 0.1 * var * n / (n - 1), "moving_variance (unbiased)")
+    bn = nnx.BatchNorm(3, momentum=0.9, epsilon=1e-5, use_running_average=False, use_fast_variance=False,
+                       rngs=nnx.Rngs(0))
+    bn.mean[...], bn.var[...] = d["mean0"], d["var0"]
+    close(channels_last(bn, d["x"]), d["y"], "Flax output")
+    close(bn.mean[...], d["mean1"], "Flax moving mean")
+    close(bn.var[...], 0.9 * d["var0"] + 0.1 * var, "Flax moving variance (biased)")
+    assert np.abs(np.asarray(bn.var[...]) - d["var1"]).max() > 1e-3
