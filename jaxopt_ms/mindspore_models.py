@@ -558,7 +558,12 @@ def _check_preset(preset: str | None, target: Any) -> Preset:
 def _equinox_bn_states(model: Any) -> dict[str, Any]:
     import equinox as eqx
 
-    return {name: m for name, m in _equinox_modules(model) if isinstance(m, eqx.nn.BatchNorm)}
+    out = {name: m for name, m in _equinox_modules(model) if isinstance(m, eqx.nn.BatchNorm)}
+    for name, m in out.items():
+        if getattr(m, "ema_state_index", None) is None:
+            raise ValueError(f"The Equinox BatchNorm {name!r} keeps no running statistics MindSpore's moving_mean / "
+                             "moving_variance can go into: build it with mode='ema'.")
+    return out
 
 
 def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, target: Any = None, optimizer: Any = None,
@@ -617,7 +622,11 @@ def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, targe
         stats_like = nnx.as_pure(nnx.state(target, nnx.BatchStat))
         module_kinds = _nnx_kinds(target)
     elif p.name == "flax_linen":
-        params_like, stats_like = target["params"], target.get("batch_stats", {})
+        if not isinstance(target, Mapping):
+            raise TypeError(f"A flax_linen target is the variables dict of model.init ({{'params': ..., "
+                            f"'batch_stats': ...}}), but got type '{type(target).__name__}'.")
+        params_like, stats_like = (target["params"], target.get("batch_stats", {})) if "params" in target \
+            else (target, {})
     elif p.name == "equinox":
         import equinox as eqx
 
