@@ -558,12 +558,30 @@ def _check_preset(preset: str | None, target: Any) -> Preset:
 def _equinox_bn_states(model: Any) -> dict[str, Any]:
     import equinox as eqx
 
-    out = {name: m for name, m in _equinox_modules(model) if isinstance(m, eqx.nn.BatchNorm)}
-    for name, m in out.items():
-        if getattr(m, "ema_state_index", None) is None:
-            raise ValueError(f"The Equinox BatchNorm {name!r} keeps no running statistics MindSpore's moving_mean / "
-                             "moving_variance can go into: build it with mode='ema'.")
-    return out
+    return {name: m for name, m in _equinox_modules(model) if isinstance(m, eqx.nn.BatchNorm)}
+
+
+# An Equinox BatchNorm(mode='batch') debiases its running averages by 1 - momentum**count; a count this large makes
+# that 1, so the averages are MindSpore's moving statistics as they are.
+_EQX_COUNT = 2 ** 30
+
+
+def _eqx_get_stats(bn: Any, state: Any) -> tuple[Any, Any]:
+    """MindSpore's (moving_mean, moving_variance) of an Equinox BatchNorm's state."""
+    if getattr(bn, "ema_state_index", None) is not None:
+        return state.get(bn.ema_state_index)
+    count = np.asarray(state.get(bn.batch_counter))
+    scale = 1.0 if count == 0 else 1.0 - bn.momentum ** float(count)
+    return tuple(np.asarray(v) / np.asarray(scale, np.asarray(v).dtype) for v in state.get(bn.batch_state_index))
+
+
+def _eqx_set_stats(bn: Any, state: Any, mean: Any, var: Any) -> Any:
+    if getattr(bn, "ema_state_index", None) is not None:  # mode='ema'
+        state = state.set(bn.ema_state_index, (mean, var))
+        return state.set(bn.ema_first_time_index, jnp.array(False))
+    count = state.get(bn.batch_counter)
+    state = state.set(bn.batch_counter, jax.lax.full_like(count, _EQX_COUNT))  # (keeps a weak type)
+    return state.set(bn.batch_state_index, (mean, var))
 
 
 def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, target: Any = None, optimizer: Any = None,
@@ -591,7 +609,10 @@ def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, targe
             (``(C, L)`` / ``(C, D, H, W)`` in 1-D / 3-D): its kernel's input rows are permuted from MindSpore's NCHW
             order; ``{dense layer: None}`` when the model flattens channel-first. Required (``ValueError``
             otherwise) for a dense layer after a conv whose inputs are more than the conv's channels.
-        state: Equinox: the ``eqx.nn.State`` holding the model's ``BatchNorm`` statistics (``mode='ema'``).
+        state: Equinox: the ``eqx.nn.State`` holding the model's ``BatchNorm`` statistics. ``mode='batch'``
+            normalises training batches with their own statistics, as MindSpore (its running averages get
+            MindSpore's moving statistics with a debiasing count that makes them exact); ``mode='ema'`` normalises
+            with the running averages, which MindSpore never does in training.
         ignore: checkpoint entries to leave unread (as in ``from_mindspore``).
     Returns:
         :class:`Ported` ``(params, batch_stats, opt_state)``; with an ``nnx.Optimizer`` its ``opt_state`` and
@@ -632,13 +653,16 @@ def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, targe
 
         params_like, stats_like = eqx.filter(target, eqx.is_inexact_array), None
         module_kinds = _equinox_kinds(target)
+        if state is None and _equinox_bn_states(target):
+            raise ValueError("The Equinox model has BatchNorm layers: pass state= (its eqx.nn.State, from "
+                             "eqx.nn.make_with_state) to receive MindSpore's moving statistics.")
     else:
         params_like, stats_like = target, None
     targets = _shapes(params_like, "params") if params_like is not None else None
     if p.name == "equinox":
         for name, bn in _equinox_bn_states(target).items():
             if state is not None:
-                for stat, arr in zip(_STATS, state.get(bn.ema_state_index)):
+                for stat, arr in zip(_STATS, _eqx_get_stats(bn, state)):
                     targets[f"{name}.{stat}"] = (tuple(arr.shape), "batch_stats")
     elif stats_like is not None and p.name != "plain":
         targets.update(_shapes(stats_like, "batch_stats"))
@@ -693,8 +717,7 @@ def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, targe
         model = eqx.combine(params, eqx.filter(target, eqx.is_inexact_array, inverse=True))
         if state is not None:
             for name, bn in _equinox_bn_states(target).items():
-                state = state.set(bn.ema_state_index, tuple(jnp.asarray(stats[f"{name}.{s}"]) for s in _STATS))
-                state = state.set(bn.ema_first_time_index, jnp.array(False))
+                state = _eqx_set_stats(bn, state, *(jnp.asarray(stats[f"{name}.{s}"]) for s in _STATS))
         elif _equinox_bn_states(target):
             raise ValueError("The Equinox model has BatchNorm layers: pass state= (its eqx.nn.State) to receive "
                              "MindSpore's moving statistics.")
@@ -795,7 +818,7 @@ def _target_leaves(p: Preset, target: Any, batch_stats: Any = None) -> tuple[Any
         for name, bn in _equinox_bn_states(target).items():
             if batch_stats is None:
                 continue
-            for s, arr in zip(_STATS, batch_stats.get(bn.ema_state_index)):
+            for s, arr in zip(_STATS, _eqx_get_stats(bn, batch_stats)):
                 stats_flat[f"{name}.{s}"] = arr
     else:
         params = target
