@@ -37,7 +37,7 @@ import os
 import numpy as np
 from checkpoints import scaled_step
 from common import FIXTURES, ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, nn
 from mindspore.common.initializer import Normal
 
 FOLDER = os.path.join(FIXTURES, "porting")
