@@ -296,7 +296,9 @@ def _flatten_specs(entries: list[tuple[str, str, tuple]], preset: Preset, flatte
         fed = [(conv, c) for conv, c in before if shape[1] != c and shape[1] % c == 0]
         if preset.channels_last and fed and not any(shape[1] == c for _, c in before):
             conv, c = fed[-1]
-            where = "after the convolution" if order_known else "in a checkpoint sorted by name, with the convolution"
+            where = "after the convolution" if order_known else \
+                "in a checkpoint sorted by name, with the convolution" if file_order else \
+                "of a model whose layer order is unknown (like=, the checkpoint it came from, tells), with the conv"
             raise ValueError(
                 f"Checkpoint entry {n!r} {shape} is a dense layer {where} {conv!r} ({c} channels): its {shape[1]} "
                 f"inputs can be a flattened feature map ({c} x {shape[1] // c} positions). MindSpore flattens NCHW "

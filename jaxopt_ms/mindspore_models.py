@@ -40,6 +40,7 @@ from jaxopt_ms._model_layouts import (
     Preset,
     _apply_inverse,
     _convert_state,
+    _flatten_specs,
     _forward,
     _inverse_leaves,
     _last,
@@ -485,6 +486,9 @@ def port_to_mindspore(target: Any, optimizer: Any = None, opt_state: Any = None,
                        flatten, strict_targets=True)
     else:
         leaves = _inverse_leaves(p, by_target, module_kinds, kinds, flatten, back)
+        # which dense layer a flatten feeds cannot be read from a model: every conv counts (like= knows better)
+        _flatten_specs([(leaf.ms, leaf.kind, leaf.ms_shape) for leaf in leaves if _last(leaf.ms) == "weight"], p,
+                       flatten, fwd, [], [])
     by_t = {leaf.target: leaf for leaf in leaves}
     out: dict[str, np.ndarray] = {}
     state_keys = {prefix + t: (prefix, t) for t in by_t for prefix in STATE_PREFIXES}

@@ -872,3 +872,21 @@ def test_ported_back_checkpoints_continue_in_mindspore(tmp_path):
         for name, value in want.items():
             if not name.endswith("moving_variance"):   # Flax averages the biased batch variance
                 close(got["params"][name], value, f"{case} MindSpore's last step {name}")
+
+
+def test_way_back_without_reference_asks_for_every_possible_flatten():
+    """A model does not say which dense layer a conv's flatten feeds: without like= every dense layer whose
+    inputs are a multiple of a conv's channels must be named in flatten (None where no flatten feeds it)."""
+    _, _, _, ckpt = fixture("lenet5_momentum")
+    model = NnxLeNet5(nnx.Rngs(0))
+    port_from_mindspore(ckpt, model, flatten={"fc1": (16, 5, 5)})
+    with pytest.raises(ValueError, match=r"'fc1.weight'.*layer order is unknown.*like="):
+        port_to_mindspore(model)
+    with pytest.raises(ValueError, match=r"'fc2.weight' \(84, 120\).*'conv1.weight' \(6 channels\)"):
+        port_to_mindspore(model, flatten={"fc1": (16, 5, 5)})
+    back = port_to_mindspore(model, flatten={"fc1": (16, 5, 5), "fc2": None, "fc3": None})
+    like = port_to_mindspore(model, flatten={"fc1": (16, 5, 5)}, like=ckpt)
+    assert list(like) == [n for n in ckpt if n in like]
+    for name, value in like.items():
+        np.testing.assert_array_equal(back[name], value, err_msg=name)
+        np.testing.assert_array_equal(value, ckpt[name], err_msg=name)
