@@ -890,3 +890,19 @@ def test_way_back_without_reference_asks_for_every_possible_flatten():
     for name, value in like.items():
         np.testing.assert_array_equal(back[name], value, err_msg=name)
         np.testing.assert_array_equal(value, ckpt[name], err_msg=name)
+
+
+def test_plain_template_and_flat_names():
+    """A plain target may be a template with MindSpore's names (nested or flat); its structure is kept."""
+    config, _, _, ckpt = fixture("textbag_adamw_groups")
+    tx = build(config, "plain")
+    flat = {n: jax.ShapeDtypeStruct(ckpt[n].shape, jnp.float32) for n in
+            ("embedding.embedding_table", "norm.gamma", "norm.beta", "fc.weight", "fc.bias")}
+    params, stats, state = port_from_mindspore(ckpt, flat, tx)
+    assert sorted(params) == sorted(flat) and stats == {}
+    np.testing.assert_array_equal(params["fc.weight"], ckpt["fc.weight"])
+    back = port_to_mindspore(params, tx, state, preset="plain")
+    for name, value in back.items():
+        np.testing.assert_array_equal(np.asarray(value).reshape(ckpt[name].shape), ckpt[name], err_msg=name)
+    with pytest.raises(ValueError, match=r"target leaves with no checkpoint entry: fc2.bias"):
+        port_from_mindspore(ckpt, dict(flat, **{"fc2.bias": jax.ShapeDtypeStruct((4,), jnp.float32)}), tx)
