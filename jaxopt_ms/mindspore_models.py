@@ -7,13 +7,14 @@ all of it into the target model's names and layouts and continues the run with a
 
     ported = port_from_mindspore('lenet-3_1875.ckpt', model, optimizer, flatten={'fc1': (16, 5, 5)})
     ...                                                                  # the next update is MindSpore's next step
-    ckpt = port_to_mindspore(model, optimizer)                           # MindSpore's names and layouts again
+    ckpt = port_to_mindspore(model, optimizer, flatten={'fc1': (16, 5, 5)}, like='lenet-3_1875.ckpt')  # and back
     jaxopt_ms.mindspore_checkpoint.save('resumed.ckpt', ckpt)
 
 The design: the checkpoint dict is rewritten entry by entry into the target's naming and layouts (every
 optimizer-state entry ``<prefix><name>`` follows its parameter ``<name>``), then handed to
 :func:`jaxopt_ms.mindspore_checkpoint.from_mindspore`; the way back is :func:`~jaxopt_ms.mindspore_checkpoint.
-to_mindspore` followed by the inverse rewrite. Each layout change is a short list of invertible array operations
+to_mindspore` followed by the inverse rewrite (``like=``, the original checkpoint, gives MindSpore's names, shapes
+and layer order back and checks them). Each layout change is a short list of invertible array operations
 (squeeze, transpose, flip, reshape), so the way back is the exact inverse of the way in, and every converted leaf
 is checked against the target model's own leaf shape (the idea of Hugging Face transformers'
 ``rename_key_and_reshape_tensor``, made strict: a shape that only fits after a guess is refused).
