@@ -423,7 +423,7 @@ def _inverse_name(preset: Preset, target_name: str, kind: str, collection: str, 
     return back(name)
 
 
-def _ms_shape(kind: str, preset: Preset, shape: tuple, spec: Any, one_d_unit: bool) -> tuple:
+def _ms_shape(kind: str, preset: Preset, shape: tuple, spec: Any, one_d_unit: bool, groups: int = 1) -> tuple:
     """MindSpore's shape of a leaf from the target's (the way back without a reference checkpoint)."""
     shape = tuple(shape)
     nd = len(shape)
@@ -437,7 +437,7 @@ def _ms_shape(kind: str, preset: Preset, shape: tuple, spec: Any, one_d_unit: bo
         elif kind == "conv_transpose_kernel":
             shape = (shape[-1], shape[-2], *shape[:-2])
     elif kind == "conv_transpose" and preset.name == "equinox":
-        shape = (shape[1], shape[0], *shape[2:])
+        shape = (shape[1] * groups, shape[0] // groups, *shape[2:])  # (O, I/g, *k) -> (I, O/g, *k)
     elif preset.bias_broadcast and kind == "same" and nd > 1 and all(d == 1 for d in shape[1:]):
         shape = (shape[0],)
     if kind in ("conv", "conv_transpose", "conv_transpose_kernel") and len(shape) == 3 and one_d_unit:
@@ -446,7 +446,8 @@ def _ms_shape(kind: str, preset: Preset, shape: tuple, spec: Any, one_d_unit: bo
 
 
 def _inverse_leaves(p: Preset, by_target: Mapping[str, tuple[str, Any]], module_kinds: Mapping[str, str],
-                    kinds: Mapping[str, str], flatten: Mapping[str, Any], back: Callable[[str], str]) -> list[_Leaf]:
+                    kinds: Mapping[str, str], flatten: Mapping[str, Any], back: Callable[[str], str],
+                    groups: Mapping[str, int] | None = None) -> list[_Leaf]:
     """MindSpore's name, shape and layout operations of each target leaf, by the preset's rules (no reference)."""
     leaves = []
     for t, (collection, value) in by_target.items():
@@ -469,7 +470,7 @@ def _inverse_leaves(p: Preset, by_target: Mapping[str, tuple[str, Any]], module_
                 kind = "same"
         ms = _inverse_name(p, t, kind, collection, back)
         spec = flatten.get(back(layer), flatten.get(layer)) if kind == "dense" else None
-        ms_shape = _ms_shape(kind, p, np.shape(value), spec, True)
+        ms_shape = _ms_shape(kind, p, np.shape(value), spec, True, (groups or {}).get(layer, 1))
         ops = _ops(kind, p, ms_shape, np.shape(value), spec, layer)
         if tuple(_shape_after(ops, ms_shape)) != tuple(np.shape(value)):
             raise ValueError(f"port_to_mindspore: cannot lay out {t!r} {tuple(np.shape(value))} as a MindSpore "

@@ -102,6 +102,16 @@ def _equinox_modules(model: Any) -> list[tuple[str, Any]]:
     return [(path_name(p), m) for p, m in found if isinstance(m, types)]
 
 
+def _groups(p: Preset, model: Any) -> dict[str, int]:
+    """``{layer: groups}`` of an Equinox model's transposed convolutions (their weight is ``(out, in/groups, *k)``,
+    MindSpore's ``(in, out/groups, *k)``: the way back needs the count)."""
+    if p.name != "equinox":
+        return {}
+    import equinox as eqx
+
+    return {name: m.groups for name, m in _equinox_modules(model) if isinstance(m, eqx.nn.ConvTranspose)}
+
+
 def _equinox_kinds(model: Any) -> dict[str, str]:
     import equinox as eqx
 
@@ -400,7 +410,8 @@ def mindspore_names(target: Any, *, preset: str | None = None, rename: Mapping[s
     p = _check_preset(preset, target)
     _, by_target, module_kinds = _target_leaves(p, target)
     _, back = _renamer(rename)
-    return {leaf.target: leaf.ms for leaf in _inverse_leaves(p, by_target, module_kinds, dict(kinds or {}), {}, back)}
+    leaves = _inverse_leaves(p, by_target, module_kinds, dict(kinds or {}), {}, back, _groups(p, target))
+    return {leaf.target: leaf.ms for leaf in leaves}
 
 
 def mindspore_filter(target: Any, name_filter: Callable[[str, Any], bool] | None = None, *,
@@ -486,7 +497,7 @@ def port_to_mindspore(target: Any, optimizer: Any = None, opt_state: Any = None,
         leaves = _plan({n: np.shape(v) for n, v in ref.items()}, ref_network, targets, p, fwd, module_kinds, kinds,
                        flatten, strict_targets=True)
     else:
-        leaves = _inverse_leaves(p, by_target, module_kinds, kinds, flatten, back)
+        leaves = _inverse_leaves(p, by_target, module_kinds, kinds, flatten, back, _groups(p, target))
         # which dense layer a flatten feeds cannot be read from a model: every conv counts (like= knows better)
         _flatten_specs([(leaf.ms, leaf.kind, leaf.ms_shape) for leaf in leaves if _last(leaf.ms) == "weight"], p,
                        flatten, fwd, [], [])

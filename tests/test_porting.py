@@ -906,3 +906,28 @@ def test_plain_template_and_flat_names():
         np.testing.assert_array_equal(np.asarray(value).reshape(ckpt[name].shape), ckpt[name], err_msg=name)
     with pytest.raises(ValueError, match=r"target leaves with no checkpoint entry: fc2.bias"):
         port_from_mindspore(ckpt, dict(flat, **{"fc2.bias": jax.ShapeDtypeStruct((4,), jnp.float32)}), tx)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_equinox_grouped_transposed_conv_is_the_conv_gradient(groups):
+    """MindSpore's Conv2dTranspose (weight (in, out/groups, kh, kw)) is the gradient of the grouped conv with that
+    weight; the ported Equinox ConvTranspose2d(in, out, groups) computes it (derivation: jax.vjp)."""
+    rng = np.random.RandomState(groups)
+    cin, cout = 4, 6
+    w = rng.randn(cin, cout // groups, 3, 2).astype(np.float32)
+    b = rng.randn(cout).astype(np.float32)
+    x = rng.randn(cin, 3, 4).astype(np.float32)
+    stride = (2, 2)
+    out_hw = ((3 - 1) * 2 + 3, (4 - 1) * 2 + 2)  # pad_mode='valid'
+
+    def conv(y):  # the forward conv whose gradient MindSpore's transposed conv is: out channels -> in channels
+        return jax.lax.conv_general_dilated(y[None], w, stride, "VALID", feature_group_count=groups,
+                                            dimension_numbers=("NCHW", "OIHW", "NCHW"))[0]
+
+    _, vjp = jax.vjp(conv, jnp.zeros((cout, *out_hw), jnp.float32))
+    want = vjp(jnp.asarray(x))[0] + b[:, None, None]
+    layer = eqx.nn.ConvTranspose2d(cin, cout, (3, 2), stride=2, groups=groups, key=jax.random.PRNGKey(0))
+    ported, _, _ = port_from_mindspore({"deconv.weight": w, "deconv.bias": b}, {"deconv": layer}, preset="equinox")
+    close(ported["deconv"](jnp.asarray(x)), want, f"groups={groups}")
+    back = port_to_mindspore(ported, preset="equinox")
+    np.testing.assert_array_equal(back["deconv.weight"], w)
