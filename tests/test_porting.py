@@ -1,5 +1,5 @@
 """Porting MindSpore-trained networks into Flax nnx, Flax linen, Equinox and plain JAX, and back
-(jaxopt_ms.mindspore_models), against MindSpore itself.
+(jaxopt_ms.mindspore_checkpoint), against MindSpore itself.
 
 Fixtures (scripts/mindspore_fixtures/porting.py): MindSpore 2.10 trains LeNet5 (model zoo), a small ResNet with
 BatchNorm and an embedding-bag text classifier for K steps, saves the training cell, trains K more steps and records
@@ -24,7 +24,7 @@ from parity import mindspore_python
 
 import jaxopt_ms
 from jaxopt_ms import mindspore_checkpoint as msc
-from jaxopt_ms.mindspore_models import mindspore_filter, mindspore_names, port_from_mindspore, port_to_mindspore
+from jaxopt_ms.mindspore_checkpoint import mindspore_filter, mindspore_names, port_from_mindspore, port_to_mindspore
 
 pytest.importorskip("google.protobuf")
 nnx = pytest.importorskip("flax.nnx")

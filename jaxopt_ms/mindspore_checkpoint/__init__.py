@@ -16,15 +16,26 @@ One module per concern: ``formats`` reads and writes ``.ckpt`` (MindSpore's prot
 (:func:`load`, :func:`save`; the optional extra ``pip install jaxopt_ms[mindspore]``); ``optimizer_state`` knows
 MindSpore's optimizer-state names and where each goes in a jaxopt_ms state (:func:`from_mindspore`,
 :func:`to_mindspore`); ``hyperparameters`` checks the hyperparameters MindSpore saves (learning rates, momentum)
-against the optimizer. The mapping per optimizer is tabulated in ``docs/checkpoints.md``.
+against the optimizer; ``models`` ports a whole training state into a Flax (nnx, linen), Equinox or plain-JAX
+model's names and layouts and back (:func:`port_from_mindspore`, :func:`port_to_mindspore`), with the name and
+layout rules in ``layouts``. The mapping per optimizer and the porting rules are tabulated in
+``docs/checkpoints.md``.
 """
 
 from __future__ import annotations
 
 from jaxopt_ms.mindspore_checkpoint.formats import load, save
+from jaxopt_ms.mindspore_checkpoint.models import (
+    Ported,
+    mindspore_filter,
+    mindspore_names,
+    port_from_mindspore,
+    port_to_mindspore,
+)
 from jaxopt_ms.mindspore_checkpoint.optimizer_state import from_mindspore, to_mindspore
 
-__all__ = ["from_mindspore", "load", "save", "to_mindspore"]
+__all__ = ["Ported", "from_mindspore", "load", "mindspore_filter", "mindspore_names", "port_from_mindspore",
+           "port_to_mindspore", "save", "to_mindspore"]
 
 # The public names are documented (and reached) as jaxopt_ms.mindspore_checkpoint.<name>, wherever defined.
 for _name in __all__:

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_ms._model_layouts import (
+from jaxopt_ms.mindspore_checkpoint.formats import load
+from jaxopt_ms.mindspore_checkpoint.layouts import (
     _STATS,
     KINDS,
     PRESETS,
@@ -51,7 +52,7 @@ from jaxopt_ms._model_layouts import (
     _renamer,
     _split,
 )
-from jaxopt_ms.mindspore_checkpoint import from_mindspore, load, to_mindspore
+from jaxopt_ms.mindspore_checkpoint.optimizer_state import from_mindspore, to_mindspore
 from jaxopt_ms.names import param_names, path_name
 
 __all__ = ["KINDS", "PRESETS", "Ported", "Preset", "mindspore_filter", "mindspore_names", "port_from_mindspore",

@@ -1,5 +1,5 @@
 """Name and layout rules between MindSpore checkpoints and Flax / Equinox / plain-JAX models (the machinery of
-:mod:`jaxopt_ms.mindspore_models`).
+:mod:`jaxopt_ms.mindspore_checkpoint.models`).
 
 A layout change is a list of invertible array operations (squeeze, transpose, flip, reshape) computed from the layer
 kind, the preset and both shapes; :func:`_plan` pairs every MindSpore network entry with a target leaf, checks the
