@@ -61,7 +61,7 @@ def close(got, want, label: str) -> None:
     assert not bad.any(), f"{label}: max |d| = {np.max(np.abs(got - want))} at {np.argwhere(bad)[:3].tolist()}"
 
 
-DECAYED = {"flax": r"(kernel|embedding)(\.value)?$", "equinox": None, "plain": r"(weight|embedding_table)$"}
+DECAYED = {"flax": r"(kernel|embedding)$", "equinox": None, "plain": r"(weight|embedding_table)$"}
 
 
 def build(config: dict, framework: str, decayed=None, target=None):
