@@ -63,7 +63,13 @@ class InjectedLearningRateState(LearningRateState):
 
 
 def _quantize(x: Any) -> Any:
-    # MindSpore wraps fixed group lrs as `(lr + 1.0) - 1.0` in float32 when any group lr is dynamic.
+    """MindSpore wraps fixed group lrs as ``(lr + 1.0) - 1.0`` in float32 when any group lr is dynamic.
+
+    A NumPy value is quantised here, at construction; a JAX array only in :meth:`LearningRate.at`, at ``init`` /
+    ``update`` time: a JAX operation run while a factory is being built may run inside a trace (``jax.jit(init)``
+    of a fused optimizer rebuilds the optimizer there), and its tracer must not be kept by an optimizer object that
+    outlives that trace.
+    """
     if isinstance(x, jax.Array):
         return (x.astype(jnp.float32) + 1.0) - 1.0
     one = np.float32(1.0)
@@ -112,15 +118,18 @@ class LearningRate:
         return int(np.shape(self.value)[0]) if self.kind == "array" else None
 
     def quantized(self) -> LearningRate:
-        """The same learning rate with MindSpore's ``(lr + 1) - 1`` float32 quantisation of fixed values."""
-        if self.kind != "fixed":
+        """The same learning rate with MindSpore's ``(lr + 1) - 1`` float32 quantisation of fixed values (of a JAX
+        array: applied when the rate is read, see :func:`_quantize`)."""
+        if self.kind != "fixed" or self.quantize:
             return self
+        if isinstance(self.value, jax.Array):
+            return LearningRate("fixed", self.value, quantize=True)
         return LearningRate("fixed", _quantize(self.value), quantize=True)
 
     def at(self, count: jax.Array) -> jax.Array:
         """The learning rate of update number ``count`` (0-based), a float32 scalar."""
         if self.injected:
-            return _as_float(self.value)
+            return _quantize(self.value) if self.quantize else _as_float(self.value)
         if self.kind == "fixed":
             return jnp.asarray(self.value, jnp.float32)
         if self.kind == "array":
