@@ -164,7 +164,7 @@ STRUCTURAL = [
     # -0.7 -> -0.5: the square-root special case chosen by value. XLA compiles the traced select between sqrt and
     # pow differently from the constant sqrt: the same formula, one ulp apart on some elements (ULPS below)
     ("ftrl_lr_power", jaxopt_ms.ftrl, dict(learning_rate=0.1, lr_power=-0.7), "lr_power", -0.5),
-    ("adafactor_beta1", jaxopt_ms.adafactor, dict(learning_rate=0.01, relative_step=False, beta1=0.0), "beta1", 0.9),
+    ("adafactor_beta1", jaxopt_ms.adafactor, dict(learning_rate=0.01, relative_step=False, beta1=0.3), "beta1", 0.0),
     ("adafactor_weight_decay", jaxopt_ms.adafactor, dict(learning_rate=0.01, relative_step=False), "weight_decay",
      0.1),
 ]
@@ -400,10 +400,6 @@ def test_schedule_returning_a_non_scalar_is_a_clear_error():
 
 
 def test_set_lr_where_it_would_be_ignored_is_refused():
-    # a JAX-array rate given to the factory directly is read from the argument, not from the state
-    state = jaxopt_ms.sgd(jnp.asarray(0.1)).init(_params())
-    with pytest.raises(ValueError, match="inject_hyperparams"):
-        jaxopt_ms.set_lr(state, 0.2)
     # a rate that inject_hyperparams schedules is overwritten at every update
     tx = optax.inject_hyperparams(jaxopt_ms.adam)(learning_rate=optax.linear_schedule(0.1, 0.01, 10))
     with pytest.raises(ValueError, match="schedule"):

@@ -7,6 +7,7 @@ import numpy as np
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
+from jaxopt_ms._hyper import is_array
 from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.adafactor import apply_adafactor, factored, relative_step_learning_rate
@@ -16,6 +17,7 @@ from jaxopt_ms.validation import (
     check_loss_scale,
     check_non_negative_float,
     check_number,
+    concrete_value,
 )
 
 __all__ = ["adafactor"]
@@ -82,6 +84,17 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     check_bool("compression", compression, name)
     beta1 = 0.0 if beta1 is None else check_number("beta1", beta1, name)
     check_non_negative_float("beta1", beta1, name)
+    if is_array(beta1) and concrete_value(beta1) == 0.0:
+        # MindSpore keeps no first moment for beta1 = 0 (nor the plain optimizer: its state mirrors MindSpore's);
+        # an array beta1 (optax.inject_hyperparams) may become > 0 at any update, so it needs the moment: no one
+        # state structure serves both
+        raise ValueError(
+            f"For '{name}', 'beta1' is an array (optax.inject_hyperparams) equal to 0: the optimizer built with "
+            "beta1=0.0 keeps no first moment (as MindSpore), but an array beta1 may change at any update and needs "
+            "one, so the two states cannot have the same structure. Pass beta1=None (no first moment), a beta1 > 0, "
+            "or keep beta1 out of the injected hyperparameters (optax.inject_hyperparams(jaxopt_ms.adafactor, "
+            "static_args=('beta1',)))."
+        )
     if param_groups is not None and relative_step:
         # MindSpore replaces the rate by the relative step: a group 'lr' is accepted and ignored
         param_groups = [{k: v for k, v in g.items() if k != "lr"} if isinstance(g, dict) else g for g in param_groups]

@@ -15,6 +15,12 @@ from jaxopt_ms.validation import check_bool, check_loss_scale, check_non_negativ
 __all__ = ["rmsprop"]
 
 
+def _moment_without_momentum() -> optax.GradientTransformation:
+    """Momentum 0: the update passes through and, as MindSpore's ``moment``, the trace holds the last update."""
+    return optax.GradientTransformation(lambda params: optax.TraceState(trace=optax.tree.zeros_like(params)),
+                                        lambda updates, state, params=None: (updates, optax.TraceState(updates)))
+
+
 @optimizer_factory
 def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locking=False, centered=False,
             loss_scale=1.0, weight_decay=0.0, *, param_groups=None, decay_filter=None) -> optax.GradientTransformation:
@@ -53,8 +59,10 @@ def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locki
         # float32: the float32 values make Optax's own `1 - decay` the same number.
         blocks.append(scale_by(decay=f32_value(decay), eps=f32_value(epsilon), initial_scale=1.0, eps_in_sqrt=True))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
-        if is_array(momentum) or momentum > 0.0:  # an array: trace(0) is the identity, g + 0 * t
-            blocks.append(optax.trace(decay=f32_value(momentum)))
+        # always a TraceState (MindSpore's `moment`, allocated whatever the momentum), so that the state's structure
+        # does not depend on the momentum's value (optax.inject_hyperparams: an array, trace(0) is g + 0 * t)
+        blocks.append(optax.trace(decay=f32_value(momentum)) if is_array(momentum) or momentum > 0.0
+                      else _moment_without_momentum())
         return optax.chain(*blocks)
 
     return with_param_groups(build, learning_rate=learning_rate, weight_decay=weight_decay,

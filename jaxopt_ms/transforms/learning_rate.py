@@ -20,6 +20,9 @@ A 0-d *JAX* array (traced or not) is an injected rate: the optimizer reads it fr
 instead of from its state. That is what ``optax.inject_hyperparams(jaxopt_ms.sgd)(learning_rate=0.1)`` needs: it
 rebuilds the optimizer inside each update from ``state.hyperparams``. There, :func:`set_lr` writes
 ``state.hyperparams['learning_rate']`` and :func:`current_lr` reads it; both work the same way on either form.
+The state is a :class:`LearningRateState` whatever the form, so that the inner state of
+``optax.inject_hyperparams(factory)(...)`` has the plain optimizer's tree structure (a checkpoint of one restores
+into the other). Its ``learning_rate`` is then the rate the last update used.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ import optax
 from jaxopt_ms.sparse import is_row_sparse, map_values
 
 __all__ = [
-    "InjectedLearningRateState",
     "LearningRate",
     "LearningRateLike",
     "LearningRateState",
@@ -54,12 +56,6 @@ class LearningRateState(NamedTuple):
 
     count: jax.Array
     learning_rate: jax.Array
-
-
-class InjectedLearningRateState(LearningRateState):
-    """The state of an injected (0-d JAX array) learning rate: ``learning_rate`` is the one the last update used;
-    the next one is the optimizer's argument (``state.hyperparams['learning_rate']`` under
-    ``optax.inject_hyperparams``)."""
 
 
 def _quantize(x: Any) -> Any:
@@ -149,14 +145,13 @@ class LearningRate:
         return self.at(state.count) if self.injected else state.learning_rate
 
     def init(self) -> LearningRateState:
-        state_type = InjectedLearningRateState if self.injected else LearningRateState
-        return state_type(count=jnp.zeros([], jnp.int32), learning_rate=self.at(jnp.zeros([], jnp.int32)))
+        return LearningRateState(count=jnp.zeros([], jnp.int32), learning_rate=self.at(jnp.zeros([], jnp.int32)))
 
     def advance(self, state: LearningRateState) -> LearningRateState:
         """The state after one update: ``count + 1`` and the learning rate of the next update."""
         count = optax.safe_int32_increment(state.count)
         if self.injected:
-            return InjectedLearningRateState(count, self.at(count))
+            return LearningRateState(count, self.at(count))
         if self.kind == "fixed":
             return LearningRateState(count, state.learning_rate)
         return LearningRateState(count, self.at(count))
@@ -345,12 +340,14 @@ def set_lr(state: Any, learning_rate: float | jax.Array | Sequence[float]) -> An
     * ``flax.nnx.Optimizer``: pass ``opt.opt_state``; its nnx ``Variable``\ s are updated in place (nnx states
       are mutable) and the same state is returned, so ``opt.opt_state = set_lr(opt.opt_state, lr)`` and a bare
       ``set_lr(opt.opt_state, lr)`` both work.
+    * a factory given a 0-d JAX array rate outside ``inject_hyperparams`` (``sgd(jnp.asarray(0.1))``) reads that
+      argument at every update, as ``inject_hyperparams`` needs; its state has the same structure as a float
+      rate's (so that the two restore into each other), so ``set_lr`` cannot tell it apart and the value it
+      sets is not used. Give such an optimizer a Python or NumPy float to change its rate with ``set_lr``.
 
     Raises:
         ValueError: no learning rate in ``state``; a negative, nan or infinite value; a wrong number of values;
-            a rate given to the factory as a JAX array outside ``inject_hyperparams`` (the optimizer reads
-            that one from its argument, so a new value in the state would be ignored); or a rate that
-            ``inject_hyperparams`` schedules (it overwrites a value set by hand at every update).
+            or a rate that ``inject_hyperparams`` schedules (it overwrites a value set by hand at every update).
     """
     found = _nodes(state)
     if not found:
@@ -371,13 +368,6 @@ def set_lr(state: Any, learning_rate: float | jax.Array | Sequence[float]) -> An
                 "set_lr: this learning rate is a schedule inside optax.inject_hyperparams, which evaluates it at "
                 "every update and overwrites any value set by hand (optax's rule); change the schedule instead, or "
                 "inject a number and set it."
-            )
-        if not _is_inject_state(node) and any(isinstance(x, InjectedLearningRateState) for x in _lr_states(node)):
-            raise ValueError(
-                "set_lr: this learning rate was given to the factory as a JAX array, which the optimizer reads from "
-                "its argument at every update, so a value set in the state would be ignored. Pass a Python or "
-                "NumPy float to the factory to use set_lr, or build it with optax.inject_hyperparams and set "
-                "state.hyperparams['learning_rate']."
             )
     it = iter(values)
 

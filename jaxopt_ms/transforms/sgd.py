@@ -40,17 +40,19 @@ def scale_by_sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool =
                  ) -> optax.GradientTransformation:
     """MindSpore SGD's direction ``d`` (the learning rate is applied by a later block: ``p -= lr * d``).
 
-    With ``momentum == 0`` the gradient passes through and ``dampening`` is ignored (as in MindSpore); no
-    buffer is allocated then. Per-element ``stat`` of MindSpore is one scalar here: all elements agree.
+    With ``momentum == 0`` the gradient passes through and ``dampening`` is ignored (as in MindSpore). The buffer is
+    allocated whatever the momentum (MindSpore allocates ``accum`` and ``stat`` too; with a Python momentum of 0 they
+    are carried unchanged), so that the state's structure does not depend on the momentum's value: that of
+    ``optax.inject_hyperparams(jaxopt_ms.sgd)(...)`` (an array momentum, which may become > 0 later) is the plain
+    optimizer's. Per-element ``stat`` of MindSpore is one scalar here: all elements agree.
     """
-    if is_static(momentum) and momentum <= 0.0:  # an array momentum takes the general path
-        return optax.identity()
-
     def init_fn(params):
         return ScaleBySgdState(accum=optax.tree.zeros_like(params), stat=jnp.ones([], jnp.int32))
 
     def update_fn(updates, state, params=None):
         del params
+        if is_static(momentum) and momentum <= 0.0:  # an array momentum takes the general path
+            return updates, state
         first = state.stat > 0
         out = jax.tree.map(lambda g, a: sgd_direction(g, a, first, momentum, dampening, nesterov),
                            updates, state.accum)
