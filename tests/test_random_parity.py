@@ -27,7 +27,7 @@ import tempfile
 import jax
 import numpy as np
 import pytest
-from fixture_replay import build
+from fixture_replay import build, covering_sample, run_variant
 from parity import FIXTURES, Case, assert_trajectory, load_cases, mindspore_python, run_trajectory
 
 import jaxopt_ms
@@ -132,6 +132,54 @@ def test_scheduled_cases_match_mindspore_jitted(case):
     replay(case, fused=False, jit=True)
 
 
+# Every learning-rate spelling, in the optimizer and in each group, crossed with per leaf / fused, eager /
+# jax.jit(update) / jax.jit(init) and jax.jit(update), plain / optax.inject_hyperparams (tests/fixture_replay.py
+# covering_sample): 48 seeded runs by default (every fixed spelling of the optimizer's rate in each of the 12
+# combinations), two per case with -m slow. The un-jitted replays above never trace init, so a value a fused
+# optimizer kept from a traced init (issue 27: a 0-d JAX rate beside a group's per-step rate) went unseen there.
+SAMPLE_SEED = 27
+
+
+def _variant_params(pairs: list) -> list:
+    def marks(case, variant):
+        if variant.mode != "eager" and case.name in JIT_NOISE:
+            return [pytest.mark.xfail(reason=f"float32 rounding noise, jitted: {JIT_NOISE[case.name]}", strict=False)]
+        return []
+
+    return [pytest.param(case, variant, id=f"{k:03d}-{case.name}-{variant.label}", marks=marks(case, variant))
+            for k, (case, variant) in enumerate(pairs)]
+
+
+# Jitted replays (XLA fuses and reorders float32 operations) that scripts/triage_float64.py --jit classifies as
+# float32 rounding noise; figures as NOISE's. They run (xfail, not strict) in the jitted variants.
+JIT_NOISE = {
+    "sgd_16_000": "jax32-f64 4.77, ms-f64 7.01, ulp-f64 13.2; jax32-ms 2.24",
+    "sgd_16_014": "jax32-f64 1.73, ms-f64 2.29, ulp-f64 3.95; jax32-ms 3.05",
+}
+
+
+def replay_variant(case: Case, variant) -> None:
+    lrs: list = []
+    observe = None if variant.inject else lr_checker(case, lrs)  # inject: current_lr is optax's hyperparameter
+    got = run_variant(case, variant, observe=observe)
+    assert_trajectory(got, case.traj, rtol=RTOL, atol=ATOL, label=f"{case.name} [{variant.label}]")
+    check_lr(case, lrs)
+
+
+CLEAN = [c for c in CASES if c.name not in NOISE]
+
+
+@pytest.mark.parametrize("case,variant", _variant_params(covering_sample(CLEAN, 48, SAMPLE_SEED)))
+def test_every_lr_spelling_mode_and_inject_matches_mindspore(case, variant):
+    replay_variant(case, variant)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case,variant", _variant_params(covering_sample(CLEAN, 2 * len(CLEAN), SAMPLE_SEED + 1)))
+def test_every_lr_spelling_mode_and_inject_matches_mindspore_sweep(case, variant):
+    replay_variant(case, variant)
+
+
 @pytest.mark.parametrize("name", sorted(NOISE))
 def test_noise_cases_are_rounding_noise(name):
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -139,6 +187,15 @@ def test_noise_cases_are_rounding_noise(name):
 
     (case,) = [c for c in CASES if c.name == name]
     assert triage(case)["verdict"] == "noise"
+
+
+@pytest.mark.parametrize("name", sorted(JIT_NOISE))
+def test_jit_noise_cases_are_rounding_noise(name):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from triage_float64 import triage
+
+    (case,) = [c for c in CASES if c.name == name]
+    assert triage(case, jit=True)["verdict"] == "noise"
 
 
 @pytest.mark.mindspore
