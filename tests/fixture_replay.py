@@ -240,26 +240,33 @@ COMBOS = tuple((fused, mode, inject) for fused in (False, True) for mode in MODE
 
 def covering_sample(cases: list[Case], count: int, seed: int) -> list[tuple[Case, Variant]]:
     """``count`` (case, variant) pairs, seeded. Run ``k`` takes combination ``k % 12`` of per leaf / fused, mode,
-    inject, and spells its optimizer's learning rate in form ``k // 12`` of its kind (so 48 runs cross every fixed
-    form with every combination); every other spot takes a random form. Even runs take a case whose groups mix fixed
-    and per-step rates (MindSpore's ``(lr + 1) - 1`` quantisation of the fixed ones), or any grouped case."""
+    inject, and spells every fixed learning rate of its case in form ``k // 12`` of that kind (so 48 runs cross
+    every fixed form with every combination); per-step rates take random forms. Even runs take a case where
+    MindSpore quantises a fixed rate that a group uses (``(lr + 1) - 1``: group rates mixed with per-step ones),
+    odd runs any case."""
     rng = np.random.default_rng(seed)
-    mixed = [c for c in cases if _mixes(c.config)] or [c for c in cases if c.config.get("groups")] or cases
+    mixed = [c for c in cases if quantises(c.config)] or [c for c in cases if c.config.get("groups")] or cases
     out = []
     for k in range(count):
         pool = mixed if k % 2 == 0 else cases
         case = pool[int(rng.integers(len(pool)))]
         fused, mode, inject = COMBOS[k % len(COMBOS)]
         forms = []
-        for i, spot in enumerate(lr_spots(case.config)):
+        for spot in lr_spots(case.config):
             options = forms_for(case.config, spot)
-            pick = (k // len(COMBOS)) % len(options) if i == 0 else int(rng.integers(len(options)))
-            forms.append((spot, options[pick]))
+            fixed = options[0] in FIXED_FORMS
+            forms.append((spot, options[(k // len(COMBOS)) % len(options)] if fixed else
+                          options[int(rng.integers(len(options)))]))
         out.append((case, Variant(fused, mode, inject, tuple(forms))))
     return out
 
 
-def _mixes(config: dict) -> bool:
-    kinds = {lr_kind(g["lr"]) for g in config.get("groups") or [] if "lr" in g}
+def quantises(config: dict) -> bool:
+    """Whether MindSpore quantises a fixed rate some group uses: a group sets ``lr``, some rate is per-step or a
+    schedule, and some group uses a fixed rate (its own, or the optimizer's)."""
+    groups = [g for g in config.get("groups") or [] if "params" in g]
     top = lr_kind(config["kwargs"].get("learning_rate", 0.0))
-    return bool(kinds & {"per_step", "schedule"}) and top in ("fixed", "tensor")
+    used = [lr_kind(g["lr"]) if "lr" in g else top for g in groups]
+    dynamic = {"per_step", "schedule"}
+    return (any("lr" in g for g in groups) and bool(dynamic & (set(used) | {top}))
+            and bool({"fixed", "tensor"} & set(used)))

@@ -77,18 +77,24 @@ def _as_float(x: jax.Array) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _check_values(values: Any, opt_name: str, arg_name: str) -> None:
-    """The one rule for every concrete learning rate: finite and ``>= 0`` (``ValueError`` naming the value)."""
+def _check_values(values: Any, opt_name: str, arg_name: str, *, by_type: bool = False) -> None:
+    """The one rule for every concrete learning rate: finite and ``>= 0`` (``ValueError`` naming the value;
+    ``by_type``: a type MindSpore rejects, accepted as a JAX extension only when valid, so MindSpore's
+    ``TypeError``, see :func:`jaxopt_ms.validation.value_error`)."""
     if isinstance(values, jax.core.Tracer):
         return
     arr = np.asarray(values, np.float64)
     bad = ~np.isfinite(arr) | (arr < 0)
     if np.any(bad):
         shown = values if arr.ndim == 0 else arr[bad][0]
-        raise ValueError(
-            f"For '{opt_name}', the '{arg_name}' must be a finite number >= 0, but got {shown!r}"
-            + ("" if arr.ndim == 0 else f" in {values!r}") + "."
-        )
+        message = (f"For '{opt_name}', the '{arg_name}' must be a finite number >= 0, but got {shown!r}"
+                   + ("" if arr.ndim == 0 else f" in {values!r}") + ".")
+        if by_type:
+            from jaxopt_ms.validation import value_error
+
+            raise value_error(opt_name, arg_name, values, message,
+                              "int, float, Tensor, Iterable or LearningRateSchedule")
+        raise ValueError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +199,10 @@ def resolve_learning_rate(learning_rate: Any, opt_name: str = "Optimizer", arg_n
                 f"For '{opt_name}', the dimension of '{arg_name}' should be 0 or 1, but got {arr.ndim} "
                 f"(shape {arr.shape})."
             )
-        _check_values(arr, opt_name, arg_name)
+        # a NumPy array is MindSpore's Tensor (accepted, value checked here); a NumPy scalar MindSpore rejects by
+        # type (a TypeError whatever the value), accepted here only with a valid value
+        _check_values(learning_rate if isinstance(learning_rate, np.generic) else arr, opt_name, arg_name,
+                      by_type=isinstance(learning_rate, np.generic))
         return LearningRate("fixed", arr) if arr.ndim == 0 else _per_step(arr, opt_name, arg_name)
     if callable(learning_rate):
         return LearningRate("schedule", learning_rate)
