@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jax
-import numpy as np
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
@@ -49,10 +48,20 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     moment off). ``weight_decay`` is one float for all leaves (MindSpore ignores a group's weight decay and the
     decay filter). ``loss_scale`` is validated and ignored, as MindSpore does. ``compression`` keeps the
     un-factored second moments in float16, as MindSpore does (only those: MindSpore keeps ``exp_avg`` and the
-    factored moments in the parameter's dtype). A learning rate that is not a number (schedule, array) turns
-    ``scale_parameter`` off, as in MindSpore. Parameter groups select leaves only: a group ``lr`` is ignored with
+    factored moments in the parameter's dtype). Parameter groups select leaves only: a group ``lr`` is ignored with
     ``relative_step=True`` (as in MindSpore) and an error otherwise (MindSpore would pass the tuple of rates
     unmapped to every leaf). Reference: MindSpore 2.10 ``nn.AdaFactor``.
+
+    ``scale_parameter`` and the form of ``learning_rate`` (MindSpore keeps it only for ``isinstance(learning_rate,
+    (float, int))``, ``adafactor.py`` 306-310 and 340-341): it stays on for ``None`` (relative steps), a Python
+    ``float`` / ``int`` / ``bool`` (``np.float64``, a ``float``, too) and a 0-d JAX array; it is turned off for every
+    other form: a NumPy scalar (``np.float32``) or 0-d NumPy array (MindSpore's 0-d ``Tensor(lr)``), a 1-d array,
+    list or tuple, a schedule. The one exception to "arrays turn it off" is the 0-d JAX array, because that is how
+    ``optax.inject_hyperparams`` passes a Python float: ``inject_hyperparams(adafactor)(learning_rate=0.01, ...)``
+    must follow ``adafactor(0.01, ...)``. For the same reason, under ``inject_hyperparams`` (which turns every number,
+    NumPy ones included, into a JAX array and evaluates a schedule into one) the rule sees a number: give
+    ``scale_parameter=False`` there to follow MindSpore's 0-d Tensor or schedule, or keep a schedule out of the
+    injected hyperparameters (``static_args=('learning_rate',)``).
 
     Example:
         >>> opt = jaxopt_ms.adafactor()                                   # relative steps: lr = 0.01 * rms(p)
@@ -68,11 +77,9 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
         raise ValueError(f"For '{name}', 'warmup_init'=True requires 'relative_step'=True.")
     if learning_rate is None and not relative_step:
         raise ValueError(f"For '{name}', 'learning_rate' is None and 'relative_step' is False: give one of them.")
-    # a NumPy floating scalar or a 0-d JAX array counts as a number (optax.inject_hyperparams passes floats as
-    # arrays); MindSpore's 0-d Tensor turns scale_parameter off: pass scale_parameter=False for that
-    is_number = learning_rate is None or (isinstance(learning_rate, (int, float)) and not isinstance(learning_rate,
-                                                                                                    bool)) or (
-        isinstance(learning_rate, (np.floating, jax.Array)) and np.ndim(learning_rate) == 0)
+    # MindSpore's rule, isinstance(lr, (float, int)), and a 0-d JAX array: optax.inject_hyperparams's Python float
+    is_number = learning_rate is None or isinstance(learning_rate, (int, float)) or (
+        isinstance(learning_rate, jax.Array) and learning_rate.ndim == 0)
     check_loss_scale(loss_scale, name)
     eps = _check_eps(eps, name)
     clip_threshold = check_non_negative_float("clip_threshold", clip_threshold, name)
