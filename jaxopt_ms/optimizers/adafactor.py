@@ -52,10 +52,10 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     ``relative_step=True`` (as in MindSpore) and an error otherwise (MindSpore would pass the tuple of rates
     unmapped to every leaf). Reference: MindSpore 2.10 ``nn.AdaFactor``.
 
-    ``scale_parameter`` and the form of ``learning_rate`` (MindSpore keeps it only for ``isinstance(learning_rate,
-    (float, int))``, ``adafactor.py`` 306-310 and 340-341): it stays on for ``None`` (relative steps), a Python
-    ``float`` / ``int`` / ``bool`` (``np.float64``, a ``float``, too) and a 0-d JAX array; it is turned off for every
-    other form: a NumPy scalar (``np.float32``) or 0-d NumPy array (MindSpore's 0-d ``Tensor(lr)``), a 1-d array,
+    ``scale_parameter`` and the form of ``learning_rate``: MindSpore keeps it only for a Python number
+    (``isinstance(lr, (float, int))``, ``adafactor.py`` 306-310 and 340-341). Here it stays on for ``None`` (relative
+    steps), a Python ``float`` / ``int`` / ``bool`` (``np.float64``, a ``float``, too) and a 0-d JAX array; off for
+    every other form: a NumPy scalar (``np.float32``) or 0-d NumPy array (MindSpore's 0-d ``Tensor(lr)``), a 1-d array,
     list or tuple, a schedule. The one exception to "arrays turn it off" is the 0-d JAX array, because that is how
     ``optax.inject_hyperparams`` passes a Python float: ``inject_hyperparams(adafactor)(learning_rate=0.01, ...)``
     must follow ``adafactor(0.01, ...)``. For the same reason, under ``inject_hyperparams`` (which turns every number,
