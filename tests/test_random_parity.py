@@ -227,4 +227,9 @@ def test_fresh_seed_against_live_mindspore():
                 replay(case, fused=fused)
             except AssertionError as e:
                 failures.append(f"{case.name} fused={fused}: {str(e).splitlines()[0]} ...")
+    for case, variant in covering_sample(cases, 48, seed):  # spellings, jit modes, inject (see above)
+        try:
+            replay_variant(case, variant)
+        except AssertionError as e:
+            failures.append(f"{case.name} {variant.label}: {str(e).splitlines()[0]} ...")
     assert not failures, f"seed {seed}:\n" + "\n".join(failures)
