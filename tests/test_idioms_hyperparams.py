@@ -382,10 +382,15 @@ BAD_LRS = [-0.1, np.float32(-0.1), np.float64(-0.1), jnp.asarray(-0.1), float("n
 
 @pytest.mark.parametrize("name,factory,kwargs", LR_ZOO, ids=[r[0] for r in LR_ZOO])
 def test_learning_rate_rule_is_by_value(name, factory, kwargs):
+    """Every invalid concrete rate is refused; with MindSpore's exception type, the type checked first: a NumPy scalar
+    (np.float64, a float, aside) is a type MindSpore rejects (TypeError), so is any array for FTRL (a float only);
+    MindSpore takes a 0-d Tensor rate (a JAX array here) unchecked, and jaxopt_ms checks its value (ValueError)."""
     for bad in BAD_LRS:
         if name == "ftrl" and np.ndim(bad) == 1:
             continue  # FTRL rejects every per-step rate (ValueError too, for its own reason)
-        with pytest.raises(ValueError, match="learning"):
+        by_type = isinstance(bad, np.generic) and not isinstance(bad, float) or (
+            name == "ftrl" and isinstance(bad, (jax.Array, np.ndarray)))
+        with pytest.raises(TypeError if by_type else ValueError, match="learning"):
             factory(**{**kwargs, "learning_rate": bad})
     state = factory(**kwargs).init(_params())
     for bad in (-1.0, np.float32(-1.0), jnp.asarray(-1.0), float("nan"), float("inf")):
