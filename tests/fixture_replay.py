@@ -196,10 +196,13 @@ def build_variant(config: dict, variant: Variant):
     if not variant.inject:
         layout = fusion.fuse(factory(**kwargs)) if variant.fused else None
         return (layout if variant.fused else factory(**kwargs)), layout
+    static = tuple(k for k, v in kwargs.items() if callable(v))  # schedules stay the optimizer's, not optax's
+    if config["optimizer"] == "adafactor" and kwargs.get("beta1", 0.9) == 0.0:
+        static += ("beta1",)  # an injected beta1 of 0 is refused (no one state structure serves it; see adafactor)
     # injected, the numbers are arrays: an array weight decay may become > 0, so the decay filter splits buffers
     # even where the Python 0 would not; pack with the partition of the optimizer as optax builds it
     as_injected = {k: jnp.asarray(v, jnp.float32) if isinstance(v, (int, float, np.ndarray, np.generic)) and
-                   not isinstance(v, bool) and np.ndim(v) == 0 else v for k, v in kwargs.items()}
+                   not isinstance(v, bool) and np.ndim(v) == 0 and k not in static else v for k, v in kwargs.items()}
     layout = fusion.fuse(factory(**as_injected)) if variant.fused else None
 
     @functools.wraps(factory)  # optax reads the factory's signature through __wrapped__
@@ -207,7 +210,6 @@ def build_variant(config: dict, variant: Variant):
         opt = factory(*args, **kw)
         return fusion.fuse(opt) if variant.fused else opt
 
-    static = tuple(k for k, v in kwargs.items() if callable(v))  # schedules stay the optimizer's, not optax's
     return optax.inject_hyperparams(wrapped, static_args=static)(**kwargs), layout
 
 
