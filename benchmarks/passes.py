@@ -46,7 +46,7 @@ def traffic(hlo: str, size: int) -> tuple[list[str], int, int]:
     entry = hlo[hlo.index("ENTRY"):]
     whole = f"f32[{size}]"
     buffers = set(re.findall(rf"%([\w.\-]+) = f32\[{size}\]\{{0\}} parameter", entry))
-    minimum = 4 * (2 * len(buffers) - 1)  # all read (params, grads, state), all but the gradient written
+    inputs, used = set(buffers), set()
     passes, moved = [], 0
     for line in entry.splitlines():
         m = _OP.match(line)
@@ -61,6 +61,10 @@ def traffic(hlo: str, size: int) -> tuple[list[str], int, int]:
             buffers.add(name)
         moved += 4 * (len(reads) + writes)
         passes.append(f"{op}:{len(reads)}r{writes}w" + (" (reduction)" if "ynn" in line or "reduce" in name else ""))
+        used.update(a for a in reads if a in inputs)
+    # all used inputs read (params, grads, state), all but the gradient written; a state buffer the step passes
+    # through untouched (SGD's accum without momentum: donated, so aliased to its output) moves nothing
+    minimum = 4 * (2 * len(used) - 1)
     return passes, moved, minimum
 
 

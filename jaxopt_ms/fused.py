@@ -309,7 +309,11 @@ def fuse(optimizer: Optimizer, *, own_buffer_from: int | None | str = "auto") ->
                         "jaxopt_ms.fused.flatten(params, opt.partition))."
                     )
             source.check_selection(layout)
-            built[layout] = source.rebuild_for(layout)
+            # Kept across calls, so built outside any trace: `init` / `update` may run under jax.jit, and a JAX
+            # operation a factory runs on a concrete hyperparameter (a 0-d array rate, weight decay, loss scale)
+            # would otherwise give a tracer of that one trace to every later call (UnexpectedTracerError).
+            with jax.ensure_compile_time_eval():
+                built[layout] = source.rebuild_for(layout)
         return built[layout]
 
     def init_fn(flat):

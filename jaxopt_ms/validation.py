@@ -13,6 +13,11 @@ JAX extension (``optax.inject_hyperparams`` passes hyperparameters as arrays): a
 floating JAX array are accepted wherever a float is; their range is checked whenever the value is concrete (a
 traced value cannot be checked). A checker returns a Python float, or the JAX array itself (see
 :mod:`jaxopt_ms._hyper` for how the building blocks take it).
+
+Type before value: MindSpore checks an argument's type before its value, and rejects every array and NumPy scalar
+(``np.float64``, a ``float``, aside) where it takes a number (a ``TypeError``, whatever the value). The extension
+accepts such a value only when it is valid: an invalid one (out of range, nan) is MindSpore's ``TypeError``, not
+the ``ValueError`` the Python float would get. So every input MindSpore rejects gets MindSpore's exception type.
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ __all__ = [
     "check_loss_scale",
     "check_number",
     "concrete_value",
+    "is_extension",
     "check_non_negative_float",
     "check_positive_float",
     "check_positive_int",
     "check_update_shapes",
     "check_weight_decay",
+    "value_error",
 ]
 
 
@@ -80,6 +87,25 @@ def _array_scalar(arg_name: str, value: Any, opt_name: str, expected: str, allow
     return float(value)
 
 
+def is_extension(value: Any) -> bool:
+    """A value MindSpore rejects by type where it takes a number but the JAX extension accepts: a NumPy scalar
+    (``np.float64``, a Python ``float``, aside), a NumPy array or a JAX array."""
+    return isinstance(value, (np.ndarray, jax.Array)) or (isinstance(value, np.generic) and
+                                                         not isinstance(value, (float, int)))
+
+
+def value_error(opt_name: str, arg_name: str, raw: Any, message: str, expected: str = "float") -> Exception:
+    """``ValueError(message)``, or for an extension value (:func:`is_extension`) MindSpore's ``TypeError``: its type
+    check comes first and rejects the type (the extension takes only valid values)."""
+    if not is_extension(raw):
+        return ValueError(message)
+    return TypeError(
+        f"For '{opt_name}', the type of '{arg_name}' should be '{expected}', but got type '{type(raw).__name__}' "
+        f"(value {raw!r}). A NumPy scalar or 0-d array is accepted in its place (a JAX extension, e.g. "
+        f"optax.inject_hyperparams) only with a valid value, and this one is not: {message}"
+    )
+
+
 def concrete_value(value: Any) -> float | None:
     """The Python float of a number or a concrete 0-d array; ``None`` for a traced value (checked later, never)."""
     if isinstance(value, jax.core.Tracer):
@@ -94,6 +120,7 @@ def _checked_number(arg_name: str, value: Any, opt_name: str, *, strict: bool) -
     → ``int`` (``bool`` included: MindSpore's ``isinstance(x, int)``) or ``float``. JAX extension: a NumPy
     floating scalar and a 0-d floating JAX array (integer too when lenient) are accepted, traced or not.
     """
+    raw = value
     if isinstance(value, (np.generic, np.ndarray, jax.Array)):
         value = _array_scalar(arg_name, value, opt_name, "float", allow_int=not strict)
     elif strict:
@@ -105,7 +132,8 @@ def _checked_number(arg_name: str, value: Any, opt_name: str, *, strict: bool) -
         value = float(value)
     concrete = concrete_value(value)
     if concrete is not None and not math.isfinite(concrete):
-        raise ValueError(f"For '{opt_name}', the '{arg_name}' must be a finite number, but got {value!r}.")
+        raise value_error(opt_name, arg_name, raw,
+                          f"For '{opt_name}', the '{arg_name}' must be a finite number, but got {value!r}.")
     return value
 
 
@@ -149,9 +177,8 @@ def check_float_range(
         hi = "inf" if upper is None else upper
         lb = "[" if lower_inclusive and lower is not None else "("
         ub = "]" if upper_inclusive and upper is not None else ")"
-        raise ValueError(
-            f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {raw!r}."
-        )
+        message = f"For '{opt_name}', the '{arg_name}' must be in range of {lb}{lo}, {hi}{ub}, but got {raw!r}."
+        raise value_error(opt_name, arg_name, raw, message)
     return value
 
 

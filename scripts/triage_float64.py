@@ -65,12 +65,13 @@ def nudge(tree: dict, rng: np.random.Generator) -> dict:
             for k, v in tree.items()}
 
 
-def replays(case: Case, fused: bool = False) -> tuple[list, list, list]:
-    """jaxopt_ms float32, float64, and float32 from inputs moved by one ulp, trajectories of ``case``."""
-    got32 = run_trajectory(build(case.config), case.params0, case.grads, jit=False, fused=fused)
+def replays(case: Case, fused: bool = False, jit: bool = False) -> tuple[list, list, list]:
+    """jaxopt_ms float32, float64, and float32 from inputs moved by one ulp, trajectories of ``case`` (``jit``: the
+    updates jitted, as XLA compiles them; else eager)."""
+    got32 = run_trajectory(build(case.config), case.params0, case.grads, jit=jit, fused=fused)
     rng = np.random.default_rng(0)
     nudged = run_trajectory(build(case.config), nudge(case.params0, rng), [nudge(g, rng) for g in case.grads],
-                            jit=False, fused=fused)
+                            jit=jit, fused=fused)
     with jax.enable_x64(True):
         p64 = {k: v.astype(np.float64) for k, v in case.params0.items()}
         g64 = [{k: v.astype(np.float64) for k, v in g.items()} for g in case.grads]
@@ -90,8 +91,8 @@ def verdict(diff: float, dev_jax: float, dev_ms: float, dev_ulp: float) -> str:
     return "jaxopt rounding"
 
 
-def triage(case: Case, fused: bool = False) -> dict:
-    got32, got64, nudged = replays(case, fused)
+def triage(case: Case, fused: bool = False, jit: bool = False) -> dict:
+    got32, got64, nudged = replays(case, fused, jit)
     diff, dev_jax, dev_ms = deviation(got32, case.traj), deviation(got32, got64), deviation(case.traj, got64)
     dev_ulp = deviation(nudged, got64)
     first = int(np.argmax(diff > 1.0)) if (diff > 1.0).any() else None
@@ -116,19 +117,20 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="replay every case of the folders; triage failures")
     parser.add_argument("--growth", help="comma-separated steps: deviation at those steps, every case")
     parser.add_argument("--fused", action="store_true", help="triage the fused replay")
+    parser.add_argument("--jit", action="store_true", help="triage the jitted replay")
     args = parser.parse_args()
     if args.growth:
         steps = [int(s) for s in args.growth.split(",")]
         print("case | " + " | ".join(f"step {s}: jax32-ms / jax32-f64 / ms-f64" for s in steps))
         for case in cases_of(sorted(p for d in args.paths for p in glob.glob(os.path.join(d, "*.npz")))):
-            r = triage(case, args.fused)
+            r = triage(case, args.fused, args.jit)
             cells = [f"{r['diff'][s - 1]:.3g} / {r['jax'][s - 1]:.3g} / {r['ms'][s - 1]:.3g}" for s in steps
                      if s <= r["steps"]]
             print(f"{case.name} | " + " | ".join(cells) + f" | {r['verdict']}")
         return
     if args.all:
         cases = cases_of(sorted(p for d in args.paths for p in glob.glob(os.path.join(d, "*.npz"))))
-        results = [triage(c, args.fused) for c in cases]
+        results = [triage(c, args.fused, args.jit) for c in cases]
         for r in results:
             if r["verdict"] != "match":
                 print(report(r))
@@ -140,7 +142,7 @@ def main() -> None:
     path, names = args.paths[0], set(args.paths[1:])
     for case in load_cases(path):
         if not names or case.name in names:
-            r = triage(case, args.fused)
+            r = triage(case, args.fused, args.jit)
             print(report(r))
             print("  per step diff:", np.array2string(r["diff"], precision=3))
             print("  per step jax32-f64:", np.array2string(r["jax"], precision=3))

@@ -127,3 +127,54 @@ def test_fused_needs_its_own_partition():
         fused.fuse(jaxopt_ms.adafactor()).init(flat)
     packed = fused.fuse(jaxopt_ms.adafactor()).flatten(params)
     assert sorted(b.shape for b in packed.buffers) == [(3,), (12,)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scale_parameter and the form of the learning rate (tests/fixtures/adafactor_lr_forms, from
+# scripts/mindspore_fixtures/adafactor_lr_forms.py): MindSpore keeps it only for a Python number; jaxopt_ms also for a
+# 0-d JAX array (optax.inject_hyperparams's float) and turns it off for every other array, NumPy scalars included.
+
+def _spellings(form: str, tagged):
+    """Every JAX spelling of the MindSpore learning rate of case ``form``."""
+    from fixture_replay import ADAFACTOR_FORMS, PER_STEP_FORMS, respell
+
+    if form in ("float", "int", "numpy_float64"):
+        return {"python": tagged, "numpy_float64": np.float64(tagged),
+                **{f: respell(tagged, f) for f in ADAFACTOR_FORMS["number"]}}
+    if form == "tensor_0d":
+        return {f: respell(tagged, f) for f in ADAFACTOR_FORMS["tensor"]}
+    if form in ("tensor_1d", "list"):
+        return {f: respell(tagged, f) for f in PER_STEP_FORMS}
+    return {"schedule": respell(tagged, "as_is")}
+
+
+LR_FORM_PATHS = fixture_params("adafactor_lr_forms")
+
+
+@pytest.mark.parametrize("path", LR_FORM_PATHS)
+def test_scale_parameter_follows_the_learning_rate_form_as_mindspore(path):
+    from parity import assert_trajectory, load_case, run_trajectory
+
+    case = load_case(path)
+    form, kwargs = case.config["form"], case.config["kwargs"]
+    assert case.config["scale_parameter_kept"] == (form in ("float", "int", "numpy_float64"))  # MindSpore's rule
+    for spelling, lr in _spellings(form, kwargs["learning_rate"]).items():
+        opt = jaxopt_ms.adafactor(**{**kwargs, "learning_rate": lr})
+        got = run_trajectory(opt, case.params0, case.grads, jit=False)
+        assert_trajectory(got, case.traj, rtol=1e-5, atol=1e-6, label=f"{case.name} as {spelling}")
+
+
+def test_inject_hyperparams_keeps_a_float_learning_rate_meaning():
+    """optax.inject_hyperparams passes the float as a 0-d JAX array: scale_parameter stays on (MindSpore's float);
+    with scale_parameter=False it follows MindSpore's 0-d Tensor."""
+    import optax
+    from parity import assert_trajectory, load_case, run_trajectory
+
+    for name, extra in (("float", {}), ("tensor_0d", {"scale_parameter": False})):
+        (path,) = [p for p in case_paths("adafactor_lr_forms") if p.endswith(f"{name}.npz")]
+        case = load_case(path)
+        kwargs = {**case.config["kwargs"], **extra}
+        kwargs["learning_rate"] = float(np.asarray(kwargs["learning_rate"]["array"] if isinstance(
+            kwargs["learning_rate"], dict) else kwargs["learning_rate"]))
+        got = run_trajectory(optax.inject_hyperparams(jaxopt_ms.adafactor)(**kwargs), case.params0, case.grads)
+        assert_trajectory(got, case.traj, rtol=1e-5, atol=1e-6, label=f"{name} under inject_hyperparams")

@@ -27,7 +27,7 @@ import tempfile
 import jax
 import numpy as np
 import pytest
-from fixture_replay import build
+from fixture_replay import build, covering_sample, run_variant
 from parity import FIXTURES, Case, assert_trajectory, load_cases, mindspore_python, run_trajectory
 
 import jaxopt_ms
@@ -132,6 +132,77 @@ def test_scheduled_cases_match_mindspore_jitted(case):
     replay(case, fused=False, jit=True)
 
 
+# Every learning-rate spelling, in the optimizer and in each group, crossed with per leaf / fused, eager /
+# jax.jit(update) / jax.jit(init) and jax.jit(update), plain / optax.inject_hyperparams (tests/fixture_replay.py
+# covering_sample): 48 seeded runs by default (every fixed spelling of the optimizer's rate in each of the 12
+# combinations), two per case with -m slow. The un-jitted replays above never trace init, so a value a fused
+# optimizer kept from a traced init (issue 27: a 0-d JAX rate beside a group's per-step rate) went unseen there.
+SAMPLE_SEED = 27
+
+
+# Jitted inject_hyperparams variants (hyperparameters as float32 arrays, traced) that the -m slow sweep finds 1-4
+# tolerance units off while the plain jitted and eager replays match; scripts/triage_float64.py replays the plain
+# call only, so these are not triaged yet: an open question, not a learning-rate-form defect.
+INJECT_JIT_DEVIATIONS = {
+    "sgd_16_015": "loss_scale 0.37 (its float32 reciprocal), weight decay 0.5, nesterov",
+    "lars_16_011": "fused, per-step rate, loss_scale 8: 2.7e-5 relative at step 5",
+    "adagrad_16_006": "update_slots=False, loss_scale 0.125: 3.6e-5 relative at step 7",
+}
+
+
+def _variant_params(pairs: list) -> list:
+    def marks(case, variant):
+        if variant.inject and variant.mode != "eager" and case.name in INJECT_JIT_DEVIATIONS:
+            return [pytest.mark.xfail(reason=f"jitted inject_hyperparams, not triaged: "
+                                             f"{INJECT_JIT_DEVIATIONS[case.name]}", strict=False)]
+        if variant.mode != "eager" and case.name in JIT_TRIAGED:
+            verdict, figures = JIT_TRIAGED[case.name]
+            return [pytest.mark.xfail(reason=f"jitted, triaged {verdict}: {figures}", strict=False)]
+        return []
+
+    return [pytest.param(case, variant, id=f"{k:03d}-{case.name}-{variant.label}", marks=marks(case, variant))
+            for k, (case, variant) in enumerate(pairs)]
+
+
+# Jitted replays (XLA fuses and reorders float32 operations) that fail the tolerance, with the verdict of
+# scripts/triage_float64.py --jit on the plain jitted replay and its figures (as NOISE's). They run (xfail, not
+# strict) in the jitted variants; test_jitted_deviations_keep_their_triage asserts each verdict. "noise": MindSpore
+# is as far from float64 as jaxopt_ms. "jaxopt rounding": the jitted float32 order loses accuracy MindSpore keeps
+# (the eager replays above match): an open defect of the jitted path, not of the learning-rate forms.
+# sgd_16_011: the plain jitted replay matches; its inject_hyperparams variant (momentum, dampening, weight decay
+# as float32 arrays) deviates by less than one ulp of the inputs scatters the trajectory (ulp-f64 3.85).
+JIT_TRIAGED = {
+    "sgd_16_000": ("noise", "jax32-f64 4.77, ms-f64 7.01, ulp-f64 13.2; jax32-ms 2.24"),
+    "sgd_16_014": ("noise", "jax32-f64 1.73, ms-f64 2.29, ulp-f64 3.95; jax32-ms 3.05"),
+    "asgd_16_008": ("noise", "jax32-f64 3.62, ms-f64 2.13, ulp-f64 6.05; jax32-ms 5.74"),
+    "sgd_16_011": ("match", "jax32-f64 1.2, ms-f64 1.87, ulp-f64 3.85; jax32-ms 0.673 (plain jitted)"),
+    "asgd_16_006": ("jaxopt rounding", "jax32-f64 13.9, ms-f64 3.98, ulp-f64 26.7; jax32-ms 17.9"),
+    "adadelta_16_002": ("jaxopt rounding", "jax32-f64 0.919, ms-f64 0.31, ulp-f64 0.555; jax32-ms 1.13"),
+}
+
+
+def replay_variant(case: Case, variant) -> None:
+    lrs: list = []
+    observe = None if variant.inject else lr_checker(case, lrs)  # inject: current_lr is optax's hyperparameter
+    got = run_variant(case, variant, observe=observe)
+    assert_trajectory(got, case.traj, rtol=RTOL, atol=ATOL, label=f"{case.name} [{variant.label}]")
+    check_lr(case, lrs)
+
+
+CLEAN = [c for c in CASES if c.name not in NOISE]
+
+
+@pytest.mark.parametrize("case,variant", _variant_params(covering_sample(CLEAN, 48, SAMPLE_SEED)))
+def test_every_lr_spelling_mode_and_inject_matches_mindspore(case, variant):
+    replay_variant(case, variant)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case,variant", _variant_params(covering_sample(CLEAN, 2 * len(CLEAN), SAMPLE_SEED + 1)))
+def test_every_lr_spelling_mode_and_inject_matches_mindspore_sweep(case, variant):
+    replay_variant(case, variant)
+
+
 @pytest.mark.parametrize("name", sorted(NOISE))
 def test_noise_cases_are_rounding_noise(name):
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -139,6 +210,15 @@ def test_noise_cases_are_rounding_noise(name):
 
     (case,) = [c for c in CASES if c.name == name]
     assert triage(case)["verdict"] == "noise"
+
+
+@pytest.mark.parametrize("name", sorted(JIT_TRIAGED))
+def test_jitted_deviations_keep_their_triage(name):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from triage_float64 import triage
+
+    (case,) = [c for c in CASES if c.name == name]
+    assert triage(case, jit=True)["verdict"] == JIT_TRIAGED[name][0]
 
 
 @pytest.mark.mindspore
@@ -160,4 +240,9 @@ def test_fresh_seed_against_live_mindspore():
                 replay(case, fused=fused)
             except AssertionError as e:
                 failures.append(f"{case.name} fused={fused}: {str(e).splitlines()[0]} ...")
+    for case, variant in covering_sample(cases, 48, seed):  # spellings, jit modes, inject (see above)
+        try:
+            replay_variant(case, variant)
+        except AssertionError as e:
+            failures.append(f"{case.name} {variant.label}: {str(e).splitlines()[0]} ...")
     assert not failures, f"seed {seed}:\n" + "\n".join(failures)

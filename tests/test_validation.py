@@ -78,6 +78,53 @@ def test_constructor_rule(row):
         assert repr(value) in message or str(value) in message, message
 
 
+def _jax_decode(v):
+    """``decode`` with every 0-d Tensor as a 0-d JAX array (MindSpore's 0-d Tensor has both spellings here)."""
+    if isinstance(v, dict) and "$tensor" in v and np.ndim(v["$tensor"]) == 0:
+        return jnp.asarray(v["$tensor"], jnp.float32)
+    if isinstance(v, dict) and not any(k.startswith("$") for k in v):
+        return {k: (x if k in ("params", "order_params") else _jax_decode(x)) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jax_decode(x) for x in v]
+    return decode(v)
+
+
+JAX_ROWS = [r for r in ROWS if '"$tensor":' in r["id"] and any(
+    isinstance(v, dict) and "$tensor" in v and np.ndim(v["$tensor"]) == 0 for v in r["args"].values())]
+
+
+@pytest.mark.parametrize("row", JAX_ROWS, ids=[r["id"] for r in JAX_ROWS])
+def test_constructor_rule_with_jax_arrays(row):
+    """Type before value, 0-d JAX arrays: the rule of the row's NumPy 0-d array (accepted with a valid value where
+    MindSpore takes a number; an invalid one is MindSpore's TypeError: ``ftrl(learning_rate=jnp.asarray(-0.1))``)."""
+    expected = row["jax"] if "jax" in row else row["mindspore"]
+    build = lambda: getattr(jaxopt_ms, row["optimizer"])(**{k: _jax_decode(v) for k, v in row["args"].items()})  # noqa: E731
+    if expected is None:
+        build()
+        return
+    with pytest.raises(getattr(builtins, expected), match=row["arg"] or ""):
+        build()
+
+
+def test_type_is_checked_before_value():
+    # issue 27: MindSpore's FTRL takes a float only, so a negative 0-d array is its TypeError, not a ValueError
+    for lr in (jnp.asarray(-0.1), np.float32(-0.1), np.asarray(-0.1, np.float32)):
+        with pytest.raises(TypeError, match="learning_rate"):
+            jaxopt_ms.ftrl(learning_rate=lr)
+    with pytest.raises(ValueError, match="learning_rate"):
+        jaxopt_ms.ftrl(learning_rate=-0.1)
+    jaxopt_ms.ftrl(learning_rate=jnp.asarray(0.1))  # the JAX extension (optax.inject_hyperparams)
+    with pytest.raises(TypeError, match="beta1"):
+        jaxopt_ms.adam(beta1=jnp.asarray(1.5))
+    with pytest.raises(ValueError, match="beta1"):
+        jaxopt_ms.adam(beta1=1.5)
+    # MindSpore takes a 0-d Tensor learning rate (unchecked; jaxopt_ms checks the value) but no NumPy scalar
+    with pytest.raises(ValueError, match="learning_rate"):
+        jaxopt_ms.sgd(jnp.asarray(-0.1))
+    with pytest.raises(TypeError, match="learning_rate"):
+        jaxopt_ms.sgd(np.float32(-0.1))
+
+
 def test_deviations_are_explained():
     for row in ROWS:
         if "jax" in row:

@@ -2,7 +2,10 @@
 
     decay_weight -> gradients_centralization -> scale_grad -> <the optimizer's direction> -> -lr(k)
 
-Blocks that are the identity for the given hyperparameters are left out of the chain. Row-sparse gradients
+The decay and loss-scale blocks are always in the chain, as ``optax.identity()`` where the hyperparameter makes them
+one (``weight_decay == 0``, ``loss_scale == 1``): the state's tree structure then depends on the optimizer's flags
+and groups only, never on the value of a numeric hyperparameter, so that ``optax.inject_hyperparams(factory)(...)``
+(which passes every number as an array) has the plain optimizer's state structure. Row-sparse gradients
 (:class:`~jaxopt_ms.sparse.RowSparse`) are rejected with a ``TypeError`` unless the direction has a sparse path
 (``row_sparse=True``: Adam, LazyAdam, FTRL, ProximalAdagrad, as in MindSpore, reference §2.8).
 """
@@ -11,19 +14,12 @@ from __future__ import annotations
 
 import optax
 
-from jaxopt_ms._hyper import is_array, static_equals
 from jaxopt_ms.groups import GroupConfig
 from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.centralization import centralize_gradients
 from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
 from jaxopt_ms.transforms.loss_scale import unscale_gradients
 from jaxopt_ms.transforms.weight_decay import add_decayed_weights
-
-
-def is_active(weight_decay) -> bool:
-    """Whether the weight-decay block is in the chain: ``wd > 0``, a schedule, or an array (whose value may change
-    between updates under ``optax.inject_hyperparams``; ``w * 0`` then adds nothing)."""
-    return callable(weight_decay) or is_array(weight_decay) or weight_decay > 0.0
 
 
 def preprocess(cfg: GroupConfig, loss_scale: float = 1.0, *, opt_name: str = "this optimizer",
@@ -36,12 +32,11 @@ def preprocess(cfg: GroupConfig, loss_scale: float = 1.0, *, opt_name: str = "th
             leaf raises a ``TypeError`` naming ``opt_name`` and the leaf (reference §2.8).
     """
     blocks = [] if row_sparse else [reject_row_sparse(opt_name)]
-    if is_active(cfg.weight_decay):
-        blocks.append(add_decayed_weights(cfg.weight_decay, loss_scale, cfg.decay_filter))
+    # each always a block (the identity for wd = 0, loss_scale = 1): see the module docstring
+    blocks.append(add_decayed_weights(cfg.weight_decay, loss_scale, cfg.decay_filter))
     if cfg.grad_centralization:
         blocks.append(centralize_gradients())
-    if not static_equals(loss_scale, 1.0):  # an array (inject_hyperparams) takes the general path
-        blocks.append(unscale_gradients(loss_scale))
+    blocks.append(unscale_gradients(loss_scale))
     return blocks
 
 

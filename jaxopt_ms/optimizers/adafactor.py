@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import jax
-import numpy as np
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
+from jaxopt_ms._hyper import is_array
 from jaxopt_ms.groups import with_param_groups
 from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.adafactor import apply_adafactor, factored, relative_step_learning_rate
@@ -16,6 +16,7 @@ from jaxopt_ms.validation import (
     check_loss_scale,
     check_non_negative_float,
     check_number,
+    concrete_value,
 )
 
 __all__ = ["adafactor"]
@@ -47,10 +48,20 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     moment off). ``weight_decay`` is one float for all leaves (MindSpore ignores a group's weight decay and the
     decay filter). ``loss_scale`` is validated and ignored, as MindSpore does. ``compression`` keeps the
     un-factored second moments in float16, as MindSpore does (only those: MindSpore keeps ``exp_avg`` and the
-    factored moments in the parameter's dtype). A learning rate that is not a number (schedule, array) turns
-    ``scale_parameter`` off, as in MindSpore. Parameter groups select leaves only: a group ``lr`` is ignored with
+    factored moments in the parameter's dtype). Parameter groups select leaves only: a group ``lr`` is ignored with
     ``relative_step=True`` (as in MindSpore) and an error otherwise (MindSpore would pass the tuple of rates
     unmapped to every leaf). Reference: MindSpore 2.10 ``nn.AdaFactor``.
+
+    ``scale_parameter`` and the form of ``learning_rate``: MindSpore keeps it only for a Python number
+    (``isinstance(lr, (float, int))``, ``adafactor.py`` 306-310 and 340-341). Here it stays on for ``None`` (relative
+    steps), a Python ``float`` / ``int`` / ``bool`` (``np.float64``, a ``float``, too) and a 0-d JAX array; off for
+    every other form: a NumPy scalar (``np.float32``) or 0-d NumPy array (MindSpore's 0-d ``Tensor(lr)``), a 1-d array,
+    list or tuple, a schedule. The one exception to "arrays turn it off" is the 0-d JAX array, because that is how
+    ``optax.inject_hyperparams`` passes a Python float: ``inject_hyperparams(adafactor)(learning_rate=0.01, ...)``
+    must follow ``adafactor(0.01, ...)``. For the same reason, under ``inject_hyperparams`` (which turns every number,
+    NumPy ones included, into a JAX array and evaluates a schedule into one) the rule sees a number: give
+    ``scale_parameter=False`` there to follow MindSpore's 0-d Tensor or schedule, or keep a schedule out of the
+    injected hyperparameters (``static_args=('learning_rate',)``).
 
     Example:
         >>> opt = jaxopt_ms.adafactor()                                   # relative steps: lr = 0.01 * rms(p)
@@ -66,11 +77,9 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
         raise ValueError(f"For '{name}', 'warmup_init'=True requires 'relative_step'=True.")
     if learning_rate is None and not relative_step:
         raise ValueError(f"For '{name}', 'learning_rate' is None and 'relative_step' is False: give one of them.")
-    # a NumPy floating scalar or a 0-d JAX array counts as a number (optax.inject_hyperparams passes floats as
-    # arrays); MindSpore's 0-d Tensor turns scale_parameter off: pass scale_parameter=False for that
-    is_number = learning_rate is None or (isinstance(learning_rate, (int, float)) and not isinstance(learning_rate,
-                                                                                                    bool)) or (
-        isinstance(learning_rate, (np.floating, jax.Array)) and np.ndim(learning_rate) == 0)
+    # MindSpore's rule, isinstance(lr, (float, int)), and a 0-d JAX array: optax.inject_hyperparams's Python float
+    is_number = learning_rate is None or isinstance(learning_rate, (int, float)) or (
+        isinstance(learning_rate, jax.Array) and learning_rate.ndim == 0)
     check_loss_scale(loss_scale, name)
     eps = _check_eps(eps, name)
     clip_threshold = check_non_negative_float("clip_threshold", clip_threshold, name)
@@ -82,6 +91,17 @@ def adafactor(learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_r
     check_bool("compression", compression, name)
     beta1 = 0.0 if beta1 is None else check_number("beta1", beta1, name)
     check_non_negative_float("beta1", beta1, name)
+    if is_array(beta1) and concrete_value(beta1) == 0.0:
+        # MindSpore keeps no first moment for beta1 = 0 (nor the plain optimizer: its state mirrors MindSpore's);
+        # an array beta1 (optax.inject_hyperparams) may become > 0 at any update, so it needs the moment: no one
+        # state structure serves both
+        raise ValueError(
+            f"For '{name}', 'beta1' is an array (optax.inject_hyperparams) equal to 0: the optimizer built with "
+            "beta1=0.0 keeps no first moment (as MindSpore), but an array beta1 may change at any update and needs "
+            "one, so the two states cannot have the same structure. Pass beta1=None (no first moment), a beta1 > 0, "
+            "or keep beta1 out of the injected hyperparameters (optax.inject_hyperparams(jaxopt_ms.adafactor, "
+            "static_args=('beta1',)))."
+        )
     if param_groups is not None and relative_step:
         # MindSpore replaces the rate by the relative step: a group 'lr' is accepted and ignored
         param_groups = [{k: v for k, v in g.items() if k != "lr"} if isinstance(g, dict) else g for g in param_groups]

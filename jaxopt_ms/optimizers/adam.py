@@ -8,7 +8,7 @@ import optax
 
 from jaxopt_ms._factory import optimizer_factory
 from jaxopt_ms.groups import GroupConfig, with_param_groups
-from jaxopt_ms.optimizers._pipeline import is_active, mindspore_chain
+from jaxopt_ms.optimizers._pipeline import mindspore_chain
 from jaxopt_ms.sparse import reject_row_sparse
 from jaxopt_ms.transforms.adam import scale_by_adam
 from jaxopt_ms.transforms.adam_weight_decay import scale_by_adam_weight_decay
@@ -139,8 +139,8 @@ def adam_weight_decay(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weig
         if cfg.grad_centralization:
             warnings.warn("AdamWeightDecay ignores 'grad_centralization', as MindSpore does.", stacklevel=3)
         blocks = [reject_row_sparse(name), scale_by_adam_weight_decay(beta1, beta2, eps)]
-        if is_active(cfg.weight_decay):
-            blocks.append(add_decayed_weights(cfg.weight_decay, 1.0, cfg.decay_filter))
+        # always a block (the identity for wd = 0): the state's structure does not depend on wd's value
+        blocks.append(add_decayed_weights(cfg.weight_decay, 1.0, cfg.decay_filter))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
         return optax.chain(*blocks)
 

@@ -17,6 +17,7 @@ from jaxopt_ms.validation import (
     check_loss_scale,
     check_non_negative_float,
     check_positive_float,
+    is_extension,
 )
 
 __all__ = ["ftrl"]
@@ -46,7 +47,10 @@ def ftrl(initial_accum=0.1, learning_rate=0.001, lr_power=-0.5, l1=0.0, l2=0.0, 
         >>> updates, state = opt.update({'w': jnp.ones((2, 3))}, opt.init(params), params)
     """
     name = "FTRL"
-    resolve_learning_rate(learning_rate, name)  # MindSpore's base class parses the rate first ('abc': ValueError)
+    if not (is_extension(learning_rate) and np.ndim(learning_rate) == 0):
+        # MindSpore's base class parses the rate first ('abc': ValueError); a 0-d Tensor passes it unchecked and FTRL
+        # then rejects its type: a 0-d array or NumPy scalar (the JAX extension) is checked below, type first
+        resolve_learning_rate(learning_rate, name)
     group_lr = param_groups is not None and any(isinstance(g, dict) and "lr" in g for g in param_groups)
     if _is_dynamic(learning_rate) or group_lr:
         raise ValueError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from jaxopt_ms._factory import optimizer_factory
@@ -13,6 +15,31 @@ from jaxopt_ms.transforms.learning_rate import scale_by_learning_rate
 from jaxopt_ms.validation import check_bool, check_loss_scale, check_non_negative_float, check_positive_float
 
 __all__ = ["rmsprop"]
+
+
+def _momentum(momentum) -> optax.GradientTransformation:
+    """MindSpore's ``moment``: ``optax.trace`` for a momentum > 0. Always a ``TraceState`` (MindSpore allocates
+    ``moment`` whatever the momentum), so that the state's structure does not depend on the momentum's value (that
+    of ``optax.inject_hyperparams``, an array momentum, is the plain optimizer's). At momentum 0 the update passes
+    through and the trace is left as it is (MindSpore rewrites ``moment`` there and never reads it: not worth a
+    write per step); an array momentum takes the trace where it is > 0 and does the same where it is 0."""
+    if not is_array(momentum) and momentum > 0.0:
+        return optax.trace(decay=f32_value(momentum))
+    decay = f32_value(momentum)
+
+    def init_fn(params):
+        return optax.TraceState(trace=optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        if not is_array(momentum):
+            return updates, state
+        on = decay > 0.0
+        new = jax.tree.map(lambda g, t: g + decay * t, updates, state.trace)
+        out = jax.tree.map(lambda n, g: jnp.where(on, n, g), new, updates)
+        return out, optax.TraceState(trace=jax.tree.map(lambda n, t: jnp.where(on, n, t), new, state.trace))
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 @optimizer_factory
@@ -53,8 +80,7 @@ def rmsprop(learning_rate=0.1, decay=0.9, momentum=0.0, epsilon=1e-10, use_locki
         # float32: the float32 values make Optax's own `1 - decay` the same number.
         blocks.append(scale_by(decay=f32_value(decay), eps=f32_value(epsilon), initial_scale=1.0, eps_in_sqrt=True))
         blocks.append(scale_by_learning_rate(cfg.learning_rate))
-        if is_array(momentum) or momentum > 0.0:  # an array: trace(0) is the identity, g + 0 * t
-            blocks.append(optax.trace(decay=f32_value(momentum)))
+        blocks.append(_momentum(momentum))
         return optax.chain(*blocks)
 
     return with_param_groups(build, learning_rate=learning_rate, weight_decay=weight_decay,

@@ -20,6 +20,9 @@ A 0-d *JAX* array (traced or not) is an injected rate: the optimizer reads it fr
 instead of from its state. That is what ``optax.inject_hyperparams(jaxopt_ms.sgd)(learning_rate=0.1)`` needs: it
 rebuilds the optimizer inside each update from ``state.hyperparams``. There, :func:`set_lr` writes
 ``state.hyperparams['learning_rate']`` and :func:`current_lr` reads it; both work the same way on either form.
+The state is a :class:`LearningRateState` whatever the form, so that the inner state of
+``optax.inject_hyperparams(factory)(...)`` has the plain optimizer's tree structure (a checkpoint of one restores
+into the other). Its ``learning_rate`` is then the rate the last update used.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ import optax
 from jaxopt_ms.sparse import is_row_sparse, map_values
 
 __all__ = [
-    "InjectedLearningRateState",
     "LearningRate",
     "LearningRateLike",
     "LearningRateState",
@@ -56,14 +58,14 @@ class LearningRateState(NamedTuple):
     learning_rate: jax.Array
 
 
-class InjectedLearningRateState(LearningRateState):
-    """The state of an injected (0-d JAX array) learning rate: ``learning_rate`` is the one the last update used;
-    the next one is the optimizer's argument (``state.hyperparams['learning_rate']`` under
-    ``optax.inject_hyperparams``)."""
-
-
 def _quantize(x: Any) -> Any:
-    # MindSpore wraps fixed group lrs as `(lr + 1.0) - 1.0` in float32 when any group lr is dynamic.
+    """MindSpore wraps fixed group lrs as ``(lr + 1.0) - 1.0`` in float32 when any group lr is dynamic.
+
+    A NumPy value is quantised here, at construction; a JAX array only in :meth:`LearningRate.at`, at ``init`` /
+    ``update`` time: a JAX operation run while a factory is being built may run inside a trace (``jax.jit(init)``
+    of a fused optimizer rebuilds the optimizer there), and its tracer must not be kept by an optimizer object that
+    outlives that trace.
+    """
     if isinstance(x, jax.Array):
         return (x.astype(jnp.float32) + 1.0) - 1.0
     one = np.float32(1.0)
@@ -75,18 +77,24 @@ def _as_float(x: jax.Array) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _check_values(values: Any, opt_name: str, arg_name: str) -> None:
-    """The one rule for every concrete learning rate: finite and ``>= 0`` (``ValueError`` naming the value)."""
+def _check_values(values: Any, opt_name: str, arg_name: str, *, by_type: bool = False) -> None:
+    """The one rule for every concrete learning rate: finite and ``>= 0`` (``ValueError`` naming the value;
+    ``by_type``: a type MindSpore rejects, accepted as a JAX extension only when valid, so MindSpore's
+    ``TypeError``, see :func:`jaxopt_ms.validation.value_error`)."""
     if isinstance(values, jax.core.Tracer):
         return
     arr = np.asarray(values, np.float64)
     bad = ~np.isfinite(arr) | (arr < 0)
     if np.any(bad):
         shown = values if arr.ndim == 0 else arr[bad][0]
-        raise ValueError(
-            f"For '{opt_name}', the '{arg_name}' must be a finite number >= 0, but got {shown!r}"
-            + ("" if arr.ndim == 0 else f" in {values!r}") + "."
-        )
+        message = (f"For '{opt_name}', the '{arg_name}' must be a finite number >= 0, but got {shown!r}"
+                   + ("" if arr.ndim == 0 else f" in {values!r}") + ".")
+        if by_type:
+            from jaxopt_ms.validation import value_error
+
+            raise value_error(opt_name, arg_name, values, message,
+                              "int, float, Tensor, Iterable or LearningRateSchedule")
+        raise ValueError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,15 +120,18 @@ class LearningRate:
         return int(np.shape(self.value)[0]) if self.kind == "array" else None
 
     def quantized(self) -> LearningRate:
-        """The same learning rate with MindSpore's ``(lr + 1) - 1`` float32 quantisation of fixed values."""
-        if self.kind != "fixed":
+        """The same learning rate with MindSpore's ``(lr + 1) - 1`` float32 quantisation of fixed values (of a JAX
+        array: applied when the rate is read, see :func:`_quantize`)."""
+        if self.kind != "fixed" or self.quantize:
             return self
+        if isinstance(self.value, jax.Array):
+            return LearningRate("fixed", self.value, quantize=True)
         return LearningRate("fixed", _quantize(self.value), quantize=True)
 
     def at(self, count: jax.Array) -> jax.Array:
         """The learning rate of update number ``count`` (0-based), a float32 scalar."""
         if self.injected:
-            return _as_float(self.value)
+            return _quantize(self.value) if self.quantize else _as_float(self.value)
         if self.kind == "fixed":
             return jnp.asarray(self.value, jnp.float32)
         if self.kind == "array":
@@ -140,14 +151,13 @@ class LearningRate:
         return self.at(state.count) if self.injected else state.learning_rate
 
     def init(self) -> LearningRateState:
-        state_type = InjectedLearningRateState if self.injected else LearningRateState
-        return state_type(count=jnp.zeros([], jnp.int32), learning_rate=self.at(jnp.zeros([], jnp.int32)))
+        return LearningRateState(count=jnp.zeros([], jnp.int32), learning_rate=self.at(jnp.zeros([], jnp.int32)))
 
     def advance(self, state: LearningRateState) -> LearningRateState:
         """The state after one update: ``count + 1`` and the learning rate of the next update."""
         count = optax.safe_int32_increment(state.count)
         if self.injected:
-            return InjectedLearningRateState(count, self.at(count))
+            return LearningRateState(count, self.at(count))
         if self.kind == "fixed":
             return LearningRateState(count, state.learning_rate)
         return LearningRateState(count, self.at(count))
@@ -189,7 +199,10 @@ def resolve_learning_rate(learning_rate: Any, opt_name: str = "Optimizer", arg_n
                 f"For '{opt_name}', the dimension of '{arg_name}' should be 0 or 1, but got {arr.ndim} "
                 f"(shape {arr.shape})."
             )
-        _check_values(arr, opt_name, arg_name)
+        # a NumPy array is MindSpore's Tensor (accepted, value checked here); a NumPy scalar MindSpore rejects by
+        # type (a TypeError whatever the value), accepted here only with a valid value
+        _check_values(learning_rate if isinstance(learning_rate, np.generic) else arr, opt_name, arg_name,
+                      by_type=isinstance(learning_rate, np.generic))
         return LearningRate("fixed", arr) if arr.ndim == 0 else _per_step(arr, opt_name, arg_name)
     if callable(learning_rate):
         return LearningRate("schedule", learning_rate)
@@ -336,12 +349,14 @@ def set_lr(state: Any, learning_rate: float | jax.Array | Sequence[float]) -> An
     * ``flax.nnx.Optimizer``: pass ``opt.opt_state``; its nnx ``Variable``\ s are updated in place (nnx states
       are mutable) and the same state is returned, so ``opt.opt_state = set_lr(opt.opt_state, lr)`` and a bare
       ``set_lr(opt.opt_state, lr)`` both work.
+    * a factory given a 0-d JAX array rate outside ``inject_hyperparams`` (``sgd(jnp.asarray(0.1))``) reads that
+      argument at every update, as ``inject_hyperparams`` needs; its state has the same structure as a float
+      rate's (so that the two restore into each other), so ``set_lr`` cannot tell it apart and the value it
+      sets is not used. Give such an optimizer a Python or NumPy float to change its rate with ``set_lr``.
 
     Raises:
         ValueError: no learning rate in ``state``; a negative, nan or infinite value; a wrong number of values;
-            a rate given to the factory as a JAX array outside ``inject_hyperparams`` (the optimizer reads
-            that one from its argument, so a new value in the state would be ignored); or a rate that
-            ``inject_hyperparams`` schedules (it overwrites a value set by hand at every update).
+            or a rate that ``inject_hyperparams`` schedules (it overwrites a value set by hand at every update).
     """
     found = _nodes(state)
     if not found:
@@ -362,13 +377,6 @@ def set_lr(state: Any, learning_rate: float | jax.Array | Sequence[float]) -> An
                 "set_lr: this learning rate is a schedule inside optax.inject_hyperparams, which evaluates it at "
                 "every update and overwrites any value set by hand (optax's rule); change the schedule instead, or "
                 "inject a number and set it."
-            )
-        if not _is_inject_state(node) and any(isinstance(x, InjectedLearningRateState) for x in _lr_states(node)):
-            raise ValueError(
-                "set_lr: this learning rate was given to the factory as a JAX array, which the optimizer reads from "
-                "its argument at every update, so a value set in the state would be ignored. Pass a Python or "
-                "NumPy float to the factory to use set_lr, or build it with optax.inject_hyperparams and set "
-                "state.hyperparams['learning_rate']."
             )
     it = iter(values)
 

@@ -26,6 +26,10 @@ records the documented rule from another MindSpore path (as tests/fixtures/<fami
 Output: one ``.npz`` per optimizer under ``--out`` holding several cases (keys ``<case>/config``, ``<case>/p0__
 <leaf>``, and per leaf ``<case>/g__<leaf>`` / ``<case>/p__<leaf>`` stacked over steps, ``<case>/lr`` the
 ``get_lr()`` values, one column per name of ``config['lr_names']``); tests/parity.py ``load_cases`` reads them.
+The replay (tests/test_random_parity.py, tests/fixture_replay.py ``covering_sample``) spells each learning rate of a
+case in every JAX form with MindSpore's meaning (a fixed rate: float, 0-d JAX array, 0-d NumPy array, NumPy scalar; a
+per-step one: list, tuple, 1-d NumPy or JAX array, schedule over the table) and crosses them with per leaf / fused,
+eager / jitted ``update`` / jitted ``init`` and ``update``, plain / ``optax.inject_hyperparams``.
 A case's ``config`` is the jaxopt_ms call: ``optimizer``, ``kwargs``, ``groups`` (leaf names), with tagged values
 ``{"schedule": name, ...}`` (``jaxopt_ms.schedules``), ``{"dynamic_lr": name, ...}`` (``jaxopt_ms.dynamic_lr``),
 ``{"array": x}`` (a Tensor), ``{"optimizer": ...}`` (LARS's wrapped optimizer). Run from the repository root::

@@ -250,8 +250,6 @@ DEVIATIONS = {
     'adam|{"beta1":"nan"}': (
         "ValueError", "MindSpore's open-range check lets nan through (every comparison is false); a nan beta "
                       "would turn every parameter into nan, so jaxopt_ms rejects it"),
-    'sgd|{"learning_rate":{"$np_float32":-0.1}}': (
-        "ValueError", "every concrete learning rate gets the same rule, whatever its type: finite and >= 0"),
     'sgd|{"learning_rate":{"$tensor":-0.1}}': (
         "ValueError", "MindSpore does not check a Tensor's value (a negative rate ascends); every concrete "
                       "learning rate gets the same rule in jaxopt_ms: finite and >= 0"),
@@ -265,16 +263,69 @@ DEVIATIONS = {
 }
 
 
+# Type before value (issue 27): every hyperparameter, a NumPy scalar and a 0-d Tensor with a valid and an invalid
+# value. MindSpore rejects both types everywhere it takes a number (a TypeError, whatever the value) and takes a
+# 0-d Tensor learning rate without checking its value (FTRL aside: float only). jaxopt_ms accepts these types as a
+# JAX extension (a 0-d Tensor is a NumPy or JAX 0-d array there) only with a valid value: an invalid one must be
+# MindSpore's TypeError, the type check MindSpore makes first.
+TYPE_GOOD = {"beta1": 0.5, "beta2": 0.5, "eps": 1e-8, "weight_decay": 0.1, "loss_scale": 2.0, "momentum": 0.5,
+             "dampening": 0.1, "learning_rate": 0.1, "initial_accum": 0.1, "lr_power": -0.5, "l1": 0.1, "l2": 0.1,
+             "decay": 0.5, "epsilon": 0.1, "accum": 0.1, "rho": 0.5, "lambd": 1e-4, "alpha": 0.5, "t0": 1.0,
+             "clip_threshold": 1.0, "decay_rate": 0.5}
+TYPE_BAD = {"beta1": 1.5, "beta2": 1.5, "eps": -1.0, "weight_decay": -0.1, "loss_scale": -2.0, "momentum": -0.5,
+            "dampening": -0.1, "learning_rate": -0.1, "initial_accum": -0.1, "lr_power": 0.5, "l1": -0.1, "l2": -0.1,
+            "decay": -0.5, "epsilon": -0.1, "accum": -0.1, "rho": 1.5, "lambd": -1e-4, "alpha": -0.5, "t0": -1.0,
+            "clip_threshold": -1.0, "decay_rate": 1.5}
+
+
+def type_rows() -> list:
+    rows = []
+    for optimizer, (base, args) in sorted(RANDOM_ARGS.items()):
+        for arg in args:
+            if arg not in TYPE_GOOD or (optimizer == "adafactor" and arg == "learning_rate"):
+                continue
+            for value in ({"$tensor": TYPE_BAD[arg]}, {"$np_float32": TYPE_BAD[arg]}, {"$tensor": TYPE_GOOD[arg]}):
+                rows.append((optimizer, {**base, arg: value}, arg, None))
+    return rows
+
+
+def as_python(args: dict) -> dict:
+    """The row with each NumPy scalar and 0-d Tensor as the Python float of the same value."""
+    def plain(v):
+        if isinstance(v, dict) and "$np_float32" in v:
+            return v["$np_float32"]
+        if isinstance(v, dict) and "$tensor" in v and np.ndim(v["$tensor"]) == 0:
+            return v["$tensor"]
+        return v
+    return {k: plain(v) for k, v in args.items()}
+
+
 def rule_deviation(optimizer: str, args: dict, mindspore: str | None, plain_float: str | None):
-    """Deviations that follow from a rule rather than a single row (see DEVIATIONS)."""
+    """Deviations that follow from a rule rather than a single row (see DEVIATIONS). ``plain_float``: what
+    jaxopt_ms raises for the row with Python floats (``as_python``; MindSpore's outcome or its deviation)."""
     for k, v in args.items():
-        if isinstance(v, dict) and "$np_float32" in v and k != "learning_rate" and mindspore != plain_float:
-            return plain_float, ("a NumPy floating scalar is accepted where a float is (a JAX extension), with the "
-                                 "rule of the Python float")
+        extension = isinstance(v, dict) and ("$np_float32" in v or "$tensor" in v and np.ndim(v["$tensor"]) == 0)
+        if extension and mindspore == "TypeError" and plain_float is None:
+            return None, ("a NumPy scalar or 0-d array is accepted where MindSpore takes a number (a JAX extension, "
+                          "e.g. optax.inject_hyperparams) when its value is valid; an invalid one is MindSpore's "
+                          "TypeError (type before value)")
+        if extension and mindspore is None and plain_float is not None:
+            return plain_float, ("MindSpore does not check a Tensor's value (a negative rate ascends); every concrete "
+                                 "learning rate gets the same rule in jaxopt_ms: finite and >= 0")
         if v in (NAN, "inf") and mindspore is None:
             return "ValueError", (f"MindSpore does not check that '{k}' is finite; a nan or inf hyperparameter "
                                   "would turn every parameter into nan, so jaxopt_ms rejects it")
     return None
+
+
+def expected_jax(optimizer: str, args: dict) -> str | None:
+    """What jaxopt_ms raises for a row of Python values: MindSpore's exception, or the row's deviation."""
+    exc = outcome(optimizer, args)[0]
+    rid = row_id(optimizer, args)
+    if rid in DEVIATIONS:
+        return DEVIATIONS[rid][0]
+    rule = rule_deviation(optimizer, args, exc, exc)
+    return exc if rule is None else rule[0]
 
 
 def row_id(optimizer: str, args: dict) -> str:
@@ -335,12 +386,13 @@ def main() -> None:
     out = []
     hand = {row_id(o, a) for o, a, _, _ in ROWS}
     rows = ROWS + [r for r in random_rows() if row_id(r[0], r[1]) not in hand]
+    rows += [r for r in type_rows() if row_id(r[0], r[1]) not in {row_id(o, a) for o, a, _, _ in rows}]
     for optimizer, args, arg, value in rows:
         rid = row_id(optimizer, args)
         exc, msg = outcome(optimizer, args)
-        # the same row with every NumPy scalar as a Python float: the rule jaxopt_ms applies to the NumPy scalar
-        as_float = {k: v["$np_float32"] if isinstance(v, dict) and "$np_float32" in v else v for k, v in args.items()}
-        plain = outcome(optimizer, as_float)[0] if as_float != args else exc
+        # the same row with Python floats: what jaxopt_ms does with it decides the extension's rule
+        as_float = as_python(args)
+        plain = expected_jax(optimizer, as_float) if as_float != args else exc
         rule = rule_deviation(optimizer, args, exc, plain)
         row = {"id": rid, "optimizer": optimizer, "args": args, "arg": arg, "value": value,
                "mindspore": exc, "mindspore_message": msg}
