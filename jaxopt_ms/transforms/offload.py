@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental.compute_on import compute_on
 
+from jaxopt_ms._compat import compute_on_host
 from jaxopt_ms._float32 import f32, rounded
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.transforms.adam import ScaleByAdamState, adam_direction, adam_moments
@@ -115,7 +115,7 @@ def scale_by_adam_offload(beta1: float = 0.9, beta2: float = 0.999, eps: float =
         (``vhat`` is ``None``) whose ``moment1``/``moment2`` have memory kind ``pinned_host`` when offloaded.
     """
     rule = functools.partial(_moments_and_direction, beta1=beta1, beta2=beta2, eps=eps, use_nesterov=use_nesterov)
-    host_rule = compute_on("device_host")(jax.jit(rule))
+    host_rule = compute_on_host(jax.jit(rule))
 
     def offload() -> bool:
         # Decided when init/update run (not when the optimizer is built) so that building one never starts a
