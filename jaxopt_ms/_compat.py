@@ -1,18 +1,19 @@
-"""The one place where the JAX releases jaxopt_ms supports (``jax>=0.8.1``, pyproject.toml) spell an API differently.
+"""The one place that knows where the JAX releases jaxopt_ms supports (``jax>=0.8.1``, pyproject.toml) differ.
 
 ``compute_on`` (``jax.experimental.compute_on``), used by :mod:`jaxopt_ms.transforms.offload`:
 
 * jax 0.8.1 - 0.11.0: ``compute_on(compute_type)`` is a context manager; applied to a function as a decorator it
-  traces that function with the compute type, and where the outputs live is left to the compiler (jax 0.8.1 puts
-  them in device memory), so they are placed in host memory after it.
+  traces that function with the compute type, and where the outputs live is left to the compiler, so they are placed
+  in host memory after it.
 * jax >= 0.11.1: ``compute_on(f, *, compute_type, out_memory_spaces)`` wraps ``f`` and names where each output
   lives (a pytree prefix of the outputs, of ``jax.memory.Space`` values).
 
 :func:`compute_on_host` takes the form the installed JAX has (decided by its signature, not its version number).
 Host memory on a CPU backend: every supported release lists a ``pinned_host`` memory space, but before jax/jaxlib
 0.10.2 ``jit`` places every output of a CPU computation in device memory, so offloaded state comes back in device
-memory after a jitted step (the same RAM there; on GPUs host memory is kept). :func:`jit_keeps_host_memory` says
-which case the backend is (what the tests of the host-memory path expect).
+memory after a jitted step, and a ``jit`` whose ``out_shardings`` name ``pinned_host`` fails to compile (no
+``annotate_device_placement`` for the host). :func:`jit_keeps_host_memory` probes the backend once; offloading
+(:func:`jaxopt_ms.transforms.host_memory_kind`) needs it.
 
 Everything else the library uses (``jax.memory.Space``, ``jax.sharding.AbstractMesh``/``AxisType``,
 ``jax.sharding.reshard``, ``jax.typeof``, ``Traced.out_avals``) is spelled the same in every supported release.
