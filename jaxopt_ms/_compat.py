@@ -54,4 +54,5 @@ def jit_keeps_host_memory(device: jax.Device | None = None) -> bool:
     except (AttributeError, NotImplementedError, RuntimeError):  # a backend without memory spaces
         return False
     put = jax.jit(lambda x: jax.device_put(x, jax.memory.Space.Host))
-    return put(jax.device_put(np.zeros(1, np.float32), device)).sharding.memory_kind == "pinned_host"
+    with jax.ensure_compile_time_eval():  # run now, also when first asked while a function is being traced
+        return put(jax.device_put(np.zeros(1, np.float32), device)).sharding.memory_kind == "pinned_host"
