@@ -15,6 +15,10 @@ memory after a jitted step, and a ``jit`` whose ``out_shardings`` name ``pinned_
 ``annotate_device_placement`` for the host). :func:`jit_keeps_host_memory` probes the backend once; offloading
 (:func:`jaxopt_ms.transforms.host_memory_kind`) needs it.
 
+Resharding host memory: jax 0.12's CPU client cannot split an array that lies in ``pinned_host`` memory over
+several devices (``UNIMPLEMENTED: Unsupported layout used for PjRt CPU buffers: {0:S(5)}``), which earlier releases
+do; :func:`device_put` takes such a (fully addressable) array through NumPy, which every release places.
+
 Everything else the library uses (``jax.memory.Space``, ``jax.sharding.AbstractMesh``/``AxisType``,
 ``jax.sharding.reshard``, ``jax.typeof``, ``Traced.out_avals``) is spelled the same in every supported release.
 """
@@ -30,7 +34,7 @@ import jax
 import numpy as np
 from jax.experimental.compute_on import compute_on as _compute_on
 
-__all__ = ["compute_on_host", "jit_keeps_host_memory"]
+__all__ = ["compute_on_host", "device_put", "jit_keeps_host_memory"]
 
 # jax >= 0.11.1: compute_on(f, *, compute_type, out_memory_spaces); before: compute_on(compute_type), a context manager.
 _HAS_OUT_MEMORY_SPACES = "out_memory_spaces" in inspect.signature(_compute_on).parameters
@@ -56,3 +60,16 @@ def jit_keeps_host_memory(device: jax.Device | None = None) -> bool:
     put = jax.jit(lambda x: jax.device_put(x, jax.memory.Space.Host))
     with jax.ensure_compile_time_eval():  # run now, also when first asked while a function is being traced
         return put(jax.device_put(np.zeros(1, np.float32), device)).sharding.memory_kind == "pinned_host"
+
+
+def device_put(tree: Any, shardings: Any) -> Any:
+    """``jax.device_put(tree, shardings)``, with fully addressable arrays in host memory placed from NumPy (the
+    same values; see the module docstring). Inside ``jit`` (tracers) it is ``jax.device_put`` itself."""
+
+    def from_host(x):
+        if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.is_fully_addressable
+                and x.sharding.memory_kind == "pinned_host"):
+            return np.asarray(x)
+        return x
+
+    return jax.device_put(jax.tree.map(from_host, tree), shardings)
