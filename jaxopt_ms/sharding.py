@@ -53,6 +53,7 @@ import numpy as np
 import optax
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec, Sharding
 
+from jaxopt_ms import _compat
 from jaxopt_ms.transforms.offload import HOST_MEMORY_KIND
 
 __all__ = ["shard_state", "sharded_init", "state_shardings", "with_zero1_layout", "zero1_spec"]
@@ -227,7 +228,7 @@ def sharded_init(opt: optax.GradientTransformation, params: Any, *, mesh: Mesh |
 def shard_state(state: Any, shardings: Any) -> Any:
     """``state`` placed with ``shardings`` (from :func:`state_shardings`), e.g. a state restored from a
     checkpoint. Inside ``jit`` it constrains the layout of the new state instead."""
-    return jax.device_put(state, shardings)
+    return _compat.device_put(state, shardings)
 
 
 def _explicit_zero1_layout(x: jax.Array, zero1_axis: AxisNames) -> tuple[jax.Array, NamedSharding | None]:

@@ -366,8 +366,8 @@ def test_decay_cannot_change_matches_exhaustive_bfloat16_and_float16_rounding():
     for dtype in (ml_dtypes.bfloat16, np.float16):
         bits = np.arange(2**16, dtype=np.uint16).view(dtype)
         w = bits[np.isfinite(bits)]
-        w = w[np.abs(w.astype(np.float64)) >= np.finfo(dtype).tiny]  # normal values
-        eps = float(np.finfo(dtype).eps)
+        w = w[np.abs(w.astype(np.float64)) >= ml_dtypes.finfo(dtype).tiny]  # normal values
+        eps = float(ml_dtypes.finfo(dtype).eps)
         for step, stuck in ((eps / 4 * 0.999, True), (eps / 2, False)):
             moved = (w.astype(np.float64) * (1.0 - step)).astype(dtype) != w
             assert decay_cannot_change(dtype, step) is stuck

@@ -10,8 +10,8 @@ Where the state goes (``on_host``): by default (``None``) to host memory on acce
 ``pinned_host`` memory space (GPUs); on a CPU backend, whose "device" memory already is host RAM, offloading saves
 nothing and only adds copies, so the state stays put and the update is :func:`scale_by_adam`'s. ``True`` offloads
 wherever the backend has a ``pinned_host`` space (CPU included: how the tests exercise the host path without a
-GPU); ``False`` never offloads. A backend without host memory spaces never offloads; the numbers are the same in
-every case.
+GPU); ``False`` never offloads. A backend without host memory spaces (or whose ``jit`` does not keep arrays in
+them: CPU before jax 0.10.2) never offloads; the numbers are the same in every case.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental.compute_on import compute_on
 
+from jaxopt_ms._compat import compute_on_host, jit_keeps_host_memory
 from jaxopt_ms._float32 import f32, rounded
 from jaxopt_ms._tree import unzip
 from jaxopt_ms.transforms.adam import ScaleByAdamState, adam_direction, adam_moments
@@ -42,18 +42,11 @@ __all__ = [
 HOST_MEMORY_KIND = "pinned_host"
 
 
-@functools.cache
-def _device_has_host_memory(device: jax.Device) -> bool:
-    try:
-        kinds = {memory.kind for memory in device.addressable_memories()}
-    except (AttributeError, NotImplementedError, RuntimeError):  # a backend without memory spaces
-        return False
-    return HOST_MEMORY_KIND in kinds
-
-
 def host_memory_kind(device: jax.Device | None = None) -> str | None:
-    """``'pinned_host'`` if ``device`` (default: the first local device) has that memory space, else ``None``."""
-    return HOST_MEMORY_KIND if _device_has_host_memory(device or jax.local_devices()[0]) else None
+    """``'pinned_host'`` if ``device`` (default: the first local device) has that memory space and ``jit`` keeps
+    arrays in it, else ``None`` (CPU backends before jax 0.10.2 list the space but ``jit`` ignores it:
+    :func:`jaxopt_ms._compat.jit_keeps_host_memory`)."""
+    return HOST_MEMORY_KIND if jit_keeps_host_memory(device or jax.local_devices()[0]) else None
 
 
 def to_host(tree: Any) -> Any:
@@ -115,7 +108,7 @@ def scale_by_adam_offload(beta1: float = 0.9, beta2: float = 0.999, eps: float =
         (``vhat`` is ``None``) whose ``moment1``/``moment2`` have memory kind ``pinned_host`` when offloaded.
     """
     rule = functools.partial(_moments_and_direction, beta1=beta1, beta2=beta2, eps=eps, use_nesterov=use_nesterov)
-    host_rule = compute_on("device_host")(jax.jit(rule))
+    host_rule = compute_on_host(jax.jit(rule))
 
     def offload() -> bool:
         # Decided when init/update run (not when the optimizer is built) so that building one never starts a
