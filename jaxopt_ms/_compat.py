@@ -19,6 +19,9 @@ Resharding host memory: jax 0.12's CPU client cannot split an array that lies in
 several devices (``UNIMPLEMENTED: Unsupported layout used for PjRt CPU buffers: {0:S(5)}``), which earlier releases
 do; :func:`device_put` takes such a (fully addressable) array through NumPy, which every release places.
 
+Flax nnx (optional, imported only when asked): ``nnx.as_pure`` (an nnx tree with every ``Variable`` replaced by its
+value) exists from flax 0.12.5; :func:`nnx_pure` is that function, or the same map on the floor's flax 0.12.1.
+
 Everything else the library uses (``jax.memory.Space``, ``jax.sharding.AbstractMesh``/``AxisType``,
 ``jax.sharding.reshard``, ``jax.typeof``, ``Traced.out_avals``) is spelled the same in every supported release.
 """
@@ -34,7 +37,7 @@ import jax
 import numpy as np
 from jax.experimental.compute_on import compute_on as _compute_on
 
-__all__ = ["compute_on_host", "device_put", "jit_keeps_host_memory"]
+__all__ = ["compute_on_host", "device_put", "jit_keeps_host_memory", "nnx_pure"]
 
 # jax >= 0.11.1: compute_on(f, *, compute_type, out_memory_spaces); before: compute_on(compute_type), a context manager.
 _HAS_OUT_MEMORY_SPACES = "out_memory_spaces" in inspect.signature(_compute_on).parameters
@@ -73,3 +76,14 @@ def device_put(tree: Any, shardings: Any) -> Any:
         return x
 
     return jax.device_put(jax.tree.map(from_host, tree), shardings)
+
+
+def nnx_pure(tree: Any) -> Any:
+    """``flax.nnx.as_pure(tree)``: every nnx ``Variable`` in ``tree`` replaced by its value (flax >= 0.12.5), or
+    the same map where that function is missing."""
+    from flax import nnx
+
+    if hasattr(nnx, "as_pure"):
+        return nnx.as_pure(tree)
+    is_variable = lambda x: isinstance(x, nnx.Variable)
+    return jax.tree.map(lambda x: nnx_pure(x.value) if is_variable(x) else x, tree, is_leaf=is_variable)

@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import jaxopt_ms
+from jaxopt_ms._compat import nnx_pure
 
 nnx = pytest.importorskip("flax.nnx")
 
@@ -54,7 +55,7 @@ def test_param_names_of_nnx_state_and_of_its_arrays_agree():
     model = Net(nnx.Rngs(0))
     state = nnx.state(model, nnx.Param)
     assert jax.tree.leaves(jaxopt_ms.param_names(state)) == NAMES
-    assert jax.tree.leaves(jaxopt_ms.param_names(nnx.as_pure(state))) == NAMES
+    assert jax.tree.leaves(jaxopt_ms.param_names(nnx_pure(state))) == NAMES
     # a field that happens to be called 'value' outside an nnx Variable keeps its name
     assert jax.tree.leaves(jaxopt_ms.param_names({"a": {"value": 1.0}})) == ["a.value"]
 
@@ -75,11 +76,11 @@ def test_selectors_see_one_name_at_init_and_update(where):
 def run(tx, steps=3):
     """Parameters after ``steps`` nnx.Optimizer updates, and after the same steps on a plain dict of arrays."""
     model = Net(nnx.Rngs(0))
-    params0 = jax.tree.map(jnp.array, nnx.as_pure(nnx.state(model, nnx.Param)))
+    params0 = jax.tree.map(jnp.array, nnx_pure(nnx.state(model, nnx.Param)))
     opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
     for _ in range(steps):
         opt.update(model, nnx.grad(loss)(model))
-    got = nnx.as_pure(nnx.state(model, nnx.Param))
+    got = nnx_pure(nnx.state(model, nnx.Param))
 
     graphdef, _ = nnx.split(Net(nnx.Rngs(0)), nnx.Param)
     plain_loss = lambda p: loss(nnx.merge(graphdef, p))  # noqa: E731
@@ -99,7 +100,7 @@ def test_bias_group_regex_trains_as_on_plain_arrays():
     # and the bias group really has lr 0.5: after one step (same gradient) the biases moved 50 times as far
     one, _ = run(tx, steps=1)
     plain, _ = run(jaxopt_ms.momentum(0.01, 0.9), steps=1)
-    model0 = nnx.as_pure(nnx.state(Net(nnx.Rngs(0)), nnx.Param))
+    model0 = nnx_pure(nnx.state(Net(nnx.Rngs(0)), nnx.Param))
     moved = lambda p, k: float(jnp.max(jnp.abs(p["fc2"][k] - model0["fc2"][k])))  # noqa: E731
     assert moved(one, "bias") == pytest.approx(50 * moved(plain, "bias"), rel=1e-5)
     assert moved(one, "kernel") == pytest.approx(moved(plain, "kernel"), rel=1e-6)

@@ -24,6 +24,7 @@ from parity import mindspore_python
 
 import jaxopt_ms
 from jaxopt_ms import mindspore_checkpoint as msc
+from jaxopt_ms._compat import nnx_pure
 from jaxopt_ms.mindspore_checkpoint import mindspore_filter, mindspore_names, port_from_mindspore, port_to_mindspore
 
 pytest.importorskip("google.protobuf")
@@ -390,7 +391,7 @@ def run_nnx(case: str, last: int = 0):
 
     @nnx.jit
     def train_step(model, optimizer, x, y, overflow):
-        scale = scale_of(nnx.as_pure(optimizer.opt_state))
+        scale = scale_of(nnx_pure(optimizer.opt_state))
         loss, grads = nnx.value_and_grad(lambda m: scale * cross_entropy(m(x), y))(model)
         if "conv1" in grads:  # an overflowed step: MindSpore's run made conv1's gradient infinite
             grads["conv1"]["kernel"][...] = grads["conv1"]["kernel"][...] * jnp.where(overflow, jnp.inf, 1.0)

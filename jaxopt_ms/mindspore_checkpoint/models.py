@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_ms._compat import nnx_pure
 from jaxopt_ms.mindspore_checkpoint.formats import load
 from jaxopt_ms.mindspore_checkpoint.layouts import (
     _STATS,
@@ -281,8 +282,8 @@ def port_from_mindspore(checkpoint: Mapping[str, Any] | str | os.PathLike, targe
     if p.name == "flax_nnx":
         from flax import nnx
 
-        params_like = nnx.as_pure(nnx.state(target, nnx.Param))
-        stats_like = nnx.as_pure(nnx.state(target, nnx.BatchStat))
+        params_like = nnx_pure(nnx.state(target, nnx.Param))
+        stats_like = nnx_pure(nnx.state(target, nnx.BatchStat))
         module_kinds = _nnx_kinds(target)
     elif p.name == "flax_linen":
         if not isinstance(target, Mapping):
@@ -374,8 +375,8 @@ def _target_leaves(p: Preset, target: Any, batch_stats: Any = None) -> tuple[Any
     if p.name == "flax_nnx":
         from flax import nnx
 
-        params = nnx.as_pure(nnx.state(target, nnx.Param))
-        stats_flat = _leaves(nnx.as_pure(nnx.state(target, nnx.BatchStat)))
+        params = nnx_pure(nnx.state(target, nnx.Param))
+        stats_flat = _leaves(nnx_pure(nnx.state(target, nnx.BatchStat)))
         module_kinds = _nnx_kinds(target)
     elif p.name == "flax_linen":
         params = target["params"] if isinstance(target, Mapping) and "params" in target else target
@@ -478,9 +479,8 @@ def port_to_mindspore(target: Any, optimizer: Any = None, opt_state: Any = None,
     by_target = {n: (c, np.asarray(v)) for n, (c, v) in by_target.items()}
     stats_flat = {n: v for n, (c, v) in by_target.items() if c == "batch_stats"}
     if p.name == "flax_nnx" and nnx_optimizer is not None and opt_state is None:
-        from flax import nnx
 
-        opt_state = nnx.as_pure(nnx_optimizer.opt_state)
+        opt_state = nnx_pure(nnx_optimizer.opt_state)
     if tx is not None:
         if opt_state is None:
             raise ValueError("port_to_mindspore: an optimizer without its opt_state; pass opt_state=.")
