@@ -170,7 +170,8 @@ def _opt_name(state: Any) -> str:
 def _momentum_of(optimizer: Any, state: Any, params: Any, rmsprop: bool) -> list[float] | None:
     """The momentum the optimizer applies, measured: one update with zero gradients and parameters from a state
     whose momentum buffers are 1 (and SGD's first-step flag cleared) leaves ``momentum * 1`` in the buffers.
-    ``None`` where the optimizer keeps no momentum buffer (momentum 0)."""
+    ``None`` where the optimizer keeps no momentum buffer, or carries it untouched and passes the (zero) gradient
+    through (momentum 0; a momentum of 1 moves the parameters by the buffer)."""
     from jaxopt_ms.mindspore_checkpoint.optimizer_state import _Field, _jitted_update, _walk
 
     if not _walk_collect(state, rmsprop, lambda f: f.momentum):
@@ -183,9 +184,12 @@ def _momentum_of(optimizer: Any, state: Any, params: Any, rmsprop: bool) -> list
 
     probe = _walk(state, prepare, "", rmsprop)
     zeros = jax.tree.map(jnp.zeros_like, params)
-    _, after = _jitted_update(optimizer)(zeros, probe, zeros)
+    updates, after = _jitted_update(optimizer)(zeros, probe, zeros)
     values = _walk_collect(after, rmsprop, lambda f: f.momentum)
-    return sorted({float(x) for v in values for leaf in jax.tree.leaves(v) for x in np.unique(np.asarray(leaf))})
+    found = sorted({float(x) for v in values for leaf in jax.tree.leaves(v) for x in np.unique(np.asarray(leaf))})
+    if found == [1.0] and not any(np.any(np.asarray(u)) for u in jax.tree.leaves(updates)):
+        return None  # the buffers passed through untouched and the zero gradient with them: momentum 0 (SGD)
+    return found
 
 
 def _walk_collect(state: Any, rmsprop: bool, pick: Callable[[Any], bool]) -> list:
