@@ -61,7 +61,7 @@ def test_flax_decay_filter_skips_biases_and_norm_scales_under_nnx():
     after = nnx.state(model, nnx.Param)
     names = jax.tree.leaves(jaxopt_ms.param_names(before))
     for name, old, new in zip(names, jax.tree.leaves(before), jax.tree.leaves(after)):
-        expected = old * (1 - 0.1 * 0.5) if name.split(".")[-2] == "kernel" else old
+        expected = old * (1 - 0.1 * 0.5) if name.split(".")[-1] == "kernel" else old
         np.testing.assert_allclose(new, expected, rtol=1e-6, err_msg=name)
 
 
