@@ -500,8 +500,9 @@ def run_equinox(case: str, last: int = 0):
     return config, losses, want, got, back
 
 
-@pytest.mark.parametrize("case", [pytest.param("lenet5_adamw_groups", marks=SLOW), "resnet_dynamic_loss_scale",
-                                  pytest.param("resnet_momentum", marks=SLOW), "textbag_adam_exp_decay"])
+@pytest.mark.parametrize("case", [pytest.param("lenet5_adamw_groups", marks=SLOW),
+                                  pytest.param("resnet_dynamic_loss_scale", marks=SLOW), "resnet_momentum",
+                                  "textbag_adam_exp_decay"])
 def test_equinox_continues_mindspore_run(case):
     config, losses, want, got, back = run_equinox(case)
     close(got, losses[config["steps"]:], f"{case} losses")
