@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from parity import Case, assert_trajectory, case_paths, load_case, run_trajectory
+from parity import Case, apply_steps, assert_trajectory, case_paths, load_case, run_trajectory
 
 import jaxopt_ms
 
@@ -226,15 +226,7 @@ def run_variant(case: Case, variant: Variant, observe=None) -> list:
         from_opt = fusion.unflatten
     init = jax.jit(opt.init) if variant.mode == "jit_init_update" else opt.init
     update = opt.update if variant.mode == "eager" else jax.jit(opt.update)
-    state = init(params)
-    out = []
-    for g in case.grads:
-        if observe is not None:
-            observe(state)
-        updates, state = update(to_opt(g), state, params)
-        params = optax.apply_updates(params, updates)
-        out.append(jax.tree.map(np.asarray, from_opt(params)))
-    return out
+    return apply_steps(init, update, params, case.grads, to_opt, from_opt, observe)
 
 
 COMBOS = tuple((fused, mode, inject) for fused in (False, True) for mode in MODES for inject in (False, True))

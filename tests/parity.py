@@ -92,8 +92,14 @@ def run_trajectory(opt: optax.GradientTransformation, params0: dict, grads: list
     else:
         params = jax.tree.map(np.asarray, params0)
         to_opt = from_opt = lambda x: x  # noqa: E731
-    state = opt.init(params)
-    update = jax.jit(opt.update) if jit else opt.update
+    return apply_steps(opt.init, jax.jit(opt.update) if jit else opt.update, params, grads, to_opt, from_opt, observe)
+
+
+def apply_steps(init: Callable, update: Callable, params: Any, grads: list[dict], to_opt: Callable,
+                from_opt: Callable, observe: Callable[[Any], None] | None = None) -> list:
+    """``state = init(params)``, then one ``update`` per gradient (in the optimizer's layout, ``to_opt``); numpy
+    params after each step (back in the fixture's layout, ``from_opt``). ``observe(state)`` before each update."""
+    state = init(params)
     out = []
     for g in grads:
         if observe is not None:

@@ -122,7 +122,13 @@ def test_stored_cells_that_print_or_draw_have_their_output(path):
             assert not re.search(r"with 0 Axes", data.get("text/plain", "")), f"{path.name} cell {number}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+# thor.ipynb trains a CNN and a transformer with THOR, AdamWeightDecay and Lamb (about a minute on 2 cores): its run
+# is in the slow stage; its stored outputs are checked above on every run.
+SLOW_TO_RUN = {"thor"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if i in SLOW_TO_RUN else p
+                                  for p, i in zip(NOTEBOOKS, IDS)], ids=IDS)
 def test_notebook_runs_and_prints_what_is_stored(path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")

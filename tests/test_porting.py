@@ -380,6 +380,17 @@ def scale_of(opt_state):
         opt_state, jaxopt_ms.loss_scale.DynamicLossScaleState) else 1.0
 
 
+def continue_run(step, carry: tuple, net: str, seed: int, config: dict, steps: int, last: int) -> tuple:
+    """MindSpore's continuation batches through ``step(*carry, x, y, overflow) -> (*carry, loss)``: the final
+    carry and the losses."""
+    got = []
+    for k in range(steps, 2 * steps - last):
+        x, y = batch(net, seed, k)
+        *carry, loss = step(*carry, x, y, k in config["overflow_at"])
+        got.append(float(loss))
+    return tuple(carry), got
+
+
 def run_nnx(case: str, last: int = 0):
     config, losses, want, ckpt = fixture(case)
     net, seed, steps = config["net"], config["seed"], config["steps"]
@@ -398,10 +409,8 @@ def run_nnx(case: str, last: int = 0):
         optimizer.update(model, grads)
         return loss / scale
 
-    got = []
-    for k in range(steps, 2 * steps - last):
-        x, y = batch(net, seed, k)
-        got.append(float(train_step(model, optimizer, x, y, k in config["overflow_at"])))
+    step = lambda model, optimizer, *batch_and_flag: (model, optimizer, train_step(model, optimizer, *batch_and_flag))
+    _, got = continue_run(step, (model, optimizer), net, seed, config, steps, last)
     back = port_to_mindspore(model, optimizer, flatten=FLATTEN[net], like=ckpt)
     return config, losses, want, got, back
 
@@ -446,11 +455,7 @@ def run_linen(case: str, last: int = 0):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), stats, opt_state, loss / scale
 
-    got = []
-    for k in range(steps, 2 * steps - last):
-        x, y = batch(net, seed, k)
-        params, stats, opt_state, loss = step(params, stats, opt_state, x, y, k in config["overflow_at"])
-        got.append(float(loss))
+    (params, stats, opt_state), got = continue_run(step, (params, stats, opt_state), net, seed, config, steps, last)
     back = port_to_mindspore({"params": params, "batch_stats": stats}, tx, opt_state, flatten=FLATTEN[net],
                              like=ckpt)
     return config, losses, want, got, back
@@ -491,11 +496,7 @@ def run_equinox(case: str, last: int = 0):
         updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
         return eqx.apply_updates(model, updates), state, opt_state, loss / scale
 
-    got = []
-    for k in range(steps, 2 * steps - last):
-        x, y = batch(net, seed, k)
-        model, state, opt_state, loss = step(model, state, opt_state, x, y, k in config["overflow_at"])
-        got.append(float(loss))
+    (model, state, opt_state), got = continue_run(step, (model, state, opt_state), net, seed, config, steps, last)
     back = port_to_mindspore(model, tx, opt_state, batch_stats=state, like=ckpt)
     return config, losses, want, got, back
 
@@ -533,11 +534,7 @@ def run_plain(case: str, last: int = 0):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), stats, opt_state, loss / scale
 
-    got = []
-    for k in range(steps, 2 * steps - last):
-        x, y = batch(net, seed, k)
-        params, stats, opt_state, loss = step(params, stats, opt_state, x, y, k in config["overflow_at"])
-        got.append(float(loss))
+    (params, stats, opt_state), got = continue_run(step, (params, stats, opt_state), net, seed, config, steps, last)
     back = port_to_mindspore(params, tx, opt_state, batch_stats=stats, preset="plain")
     return config, losses, want, got, back, ckpt
 
